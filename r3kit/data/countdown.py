@@ -1,0 +1,167 @@
+"""Countdown rows: the hub dataset, or solvable problems generated offline, both as {"target", "nums"}.
+
+Solver: depth-first search over "pick two numbers, combine them with + - * / (both orders), recurse",
+in float arithmetic with duplicate states pruned, then an exact re-check of the found equation with the
+task's own verifier, so a float coincidence can never produce a wrong solution. With an `rng` the search
+order is shuffled, which gives a random solution instead of always the first.
+
+Generator: draw how many numbers and the numbers uniformly from the configured ranges, compute every
+value they can reach (numpy over subset splits), and draw the target uniformly among the reachable
+integers in the target range (numbers that reach none are redrawn). The solver then confirms each
+problem, so every generated row is solvable.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+
+from r3kit.tasks.countdown import check_equation
+
+HUB_ID = "Jiayi-Pan/Countdown-Tasks-3to4"
+COLUMNS = ("target", "nums")
+
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _apply(a: float, op: str, b: float) -> float | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a / b if abs(b) > 1e-12 else None
+
+
+def _format(node) -> tuple[str, int]:
+    """Text and precedence of an expression tree (an int, or (op, left, right)) with minimal parentheses."""
+    if isinstance(node, int):
+        return str(node), 3
+    op, left, right = node
+    (a_text, a_prec), (b_text, b_prec) = _format(left), _format(right)
+    prec = _PREC[op]
+    if a_prec < prec:
+        a_text = f"({a_text})"
+    if b_prec < prec or (b_prec == prec and op in "-/"):
+        b_text = f"({b_text})"
+    return f"{a_text} {op} {b_text}", prec
+
+
+def solve(nums: list[int], target: float, rng: random.Random | None = None) -> str | None:
+    """An equation using every number of `nums` once that equals `target`, or None if there is none."""
+    seen: set[tuple[float, ...]] = set()
+
+    def search(items: list[tuple[float, object]]) -> str | None:
+        state = tuple(sorted(round(v, 9) for v, _ in items))
+        if state in seen:
+            return None
+        seen.add(state)
+        pairs = [(i, j) for i in range(len(items)) for j in range(len(items)) if i != j]
+        ops = ["+", "-", "*", "/"]
+        if rng is not None:
+            rng.shuffle(pairs)
+            rng.shuffle(ops)
+        for i, j in pairs:
+            (a, a_node), (b, b_node) = items[i], items[j]
+            rest = [items[k] for k in range(len(items)) if k != i and k != j]
+            for op in ops:
+                if op in "+*" and i > j and rng is None:
+                    continue  # commutative: the (j, i) order already covers it
+                value = _apply(a, op, b)
+                if value is None:
+                    continue
+                node = (op, a_node, b_node)
+                if not rest:
+                    if abs(value - target) < 1e-6:
+                        text = _format(node)[0]
+                        if check_equation(text, nums, target).ok:
+                            return text
+                elif (found := search(rest + [(value, node)])) is not None:
+                    return found
+        return None
+
+    if len(nums) == 1:
+        return str(nums[0]) if check_equation(str(nums[0]), nums, target).ok else None
+    return search([(float(n), int(n)) for n in nums])
+
+
+def generate(
+    n: int,
+    seed: int = 0,
+    num_counts: tuple[int, ...] = (3, 4),
+    min_num: int = 1,
+    max_num: int = 99,
+    min_target: int = 1,
+    max_target: int = 100,
+) -> list[dict]:
+    """`n` distinct solvable problems, deterministic under `seed`."""
+    return list(iter_problems(n, seed, num_counts, min_num, max_num, min_target, max_target))
+
+
+@lru_cache(maxsize=65536)
+def _reach(values: tuple[int, ...]) -> np.ndarray:
+    """Every value an expression over all of `values` can take (floats, rounded, de-duplicated)."""
+    if len(values) == 1:
+        return np.array([float(values[0])])
+    found = []
+    rest_indices = range(1, len(values))
+    for mask in range(1 << (len(values) - 1)):
+        left = (values[0],) + tuple(values[i] for i in rest_indices if mask >> (i - 1) & 1)
+        right = tuple(values[i] for i in rest_indices if not mask >> (i - 1) & 1)
+        if not right:
+            continue
+        a, b = _reach(tuple(sorted(left)))[:, None], _reach(tuple(sorted(right)))[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            found += [a + b, a - b, b - a, a * b, np.where(b != 0, a / b, np.nan), np.where(a != 0, b / a, np.nan)]
+    out = np.concatenate([f.ravel() for f in found])
+    return np.unique(np.round(out[np.isfinite(out)], 9))
+
+
+def reachable_targets(nums: list[int], low: int, high: int) -> list[int]:
+    """The integers in [low, high] that some equation over all of `nums` reaches."""
+    values = _reach(tuple(sorted(nums)))
+    ints = values[(values >= low) & (values <= high) & (np.abs(values - np.round(values)) < 1e-6)]
+    return sorted({int(round(v)) for v in ints})
+
+
+def iter_problems(
+    n: int | None,
+    seed: int = 0,
+    num_counts: tuple[int, ...] = (3, 4),
+    min_num: int = 1,
+    max_num: int = 99,
+    min_target: int = 1,
+    max_target: int = 100,
+) -> Iterator[dict]:
+    if not num_counts or min(num_counts) < 2 or max(num_counts) > 5:
+        raise ValueError(f"num_counts must be numbers of operands between 2 and 5, got {num_counts}")
+    if min_num > max_num or min_target > max_target or min_num < 0:
+        raise ValueError(f"empty range: nums [{min_num}, {max_num}], target [{min_target}, {max_target}]")
+    rng = random.Random(seed)
+    seen: set[tuple] = set()
+    made = tries = 0
+    while n is None or made < n:
+        tries += 1
+        if n is not None and tries > 50 * n + 10_000:
+            raise ValueError(f"could not find {n} distinct solvable problems in these ranges (found {made})")
+        count = rng.choice(list(num_counts))
+        nums = [rng.randint(min_num, max_num) for _ in range(count)]
+        targets = reachable_targets(nums, min_target, max_target)
+        if not targets:
+            continue
+        target = rng.choice(targets)
+        key = (target, tuple(sorted(nums)))
+        if key in seen or solve(nums, target) is None:
+            continue
+        seen.add(key)
+        made += 1
+        yield {"target": target, "nums": nums}
+
+
+def key(example: dict) -> tuple:
+    """Identity of a problem for de-duplication across splits (the order of numbers does not matter)."""
+    return (example["target"], tuple(sorted(example["nums"])))

@@ -1,0 +1,64 @@
+"""Function-calling rows in xLAM format: the hub dataset, or rows generated offline from tool_library.
+
+Generator, per row: choose 1-3 calls (the same tool may be called twice with different arguments, as
+xLAM's parallel calls are), sample each call's request and gold arguments from its tool, add 0-3
+distractor tools the query does not need, shuffle the offered tools, and join the requests into one
+query. Columns are exactly the hub's: `query`, `tools` (JSON string), `answers` (JSON string).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from r3kit.data.tool_library import TOOLS
+
+HUB_ID = "Salesforce/xlam-function-calling-60k"
+COLUMNS = ("query", "tools", "answers")
+
+_JOINERS = [" and ", ". Also, ", "; then ", ", and also "]
+
+
+def _one_row(rng: random.Random, max_calls: int, max_distractors: int) -> dict:
+    n_calls = rng.randint(1, max_calls)
+    called = [rng.choice(TOOLS) for _ in range(n_calls)]
+    requests, answers = [], []
+    for tool in called:
+        text, arguments = tool.sample(rng)
+        requests.append(text)
+        answers.append({"name": tool.name, "arguments": arguments})
+    needed = {tool.name for tool in called}
+    spare = [tool for tool in TOOLS if tool.name not in needed]
+    offered = list({tool.name: tool for tool in called}.values()) + rng.sample(spare, rng.randint(0, min(max_distractors, len(spare))))
+    rng.shuffle(offered)
+    query = requests[0]
+    for text in requests[1:]:
+        query += rng.choice(_JOINERS) + text
+    query = query[0].upper() + query[1:] + rng.choice(["?", ".", ""])
+    return {
+        "query": query,
+        "tools": json.dumps([tool.schema() for tool in offered]),
+        "answers": json.dumps(answers),
+    }
+
+
+def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3) -> list[dict]:
+    """`n` distinct rows, deterministic under `seed`."""
+    if max_calls < 1 or max_distractors < 0:
+        raise ValueError(f"max_calls must be >= 1 and max_distractors >= 0, got {max_calls}, {max_distractors}")
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    tries = 0
+    while len(rows) < n:
+        tries += 1
+        if tries > 20 * n + 1000:
+            raise ValueError(f"could not generate {n} distinct rows (got {len(rows)})")
+        row = _one_row(rng, max_calls, max_distractors)
+        if key(row) not in seen:
+            seen.add(key(row))
+            rows.append(row)
+    return rows
+
+
+def key(example: dict) -> tuple:
+    return (example["query"], example["answers"])

@@ -1,0 +1,165 @@
+"""A library of realistic tool schemas (xLAM format) and, for each, a sampler of (request, gold arguments).
+
+A `Tool` is the schema the model sees plus `sample(rng) -> (request text, arguments)`. Argument types
+cover string, integer, float, list, bool and optional arguments (an optional argument is sometimes
+stated in the request, then it is in the gold arguments; otherwise it is left out, as in xLAM).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CITIES = ["Paris", "Tokyo", "Nairobi", "Lima", "Toronto", "Berlin", "Mumbai", "Sydney", "Austin", "Oslo", "Seoul", "Cairo"]
+CURRENCIES = ["USD", "EUR", "JPY", "GBP", "INR", "CAD", "AUD", "CHF"]
+TICKERS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL", "META", "IBM"]
+PEOPLE = ["alice@example.com", "bob@example.com", "carol@example.com", "dan@example.com", "erin@example.com"]
+WORDS = ["serendipity", "ephemeral", "quixotic", "laconic", "ubiquitous", "meticulous"]
+LANGS = {"French": "fr", "Spanish": "es", "German": "de", "Japanese": "ja", "Swahili": "sw"}
+PHRASES = ["good morning", "where is the station", "thank you very much", "see you tomorrow"]
+DATES = ["2025-03-14", "2025-07-01", "2025-11-23", "2026-01-09", "2026-05-30"]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict  # name -> {"description", "type", "default"?}
+    sample: Callable[[random.Random], tuple[str, dict]]
+
+    def schema(self) -> dict:
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+
+def _p(description: str, type_: str, default=None) -> dict:
+    spec = {"description": description, "type": type_}
+    if default is not None:
+        spec["default"] = default
+    return spec
+
+
+def _weather(rng):
+    city = rng.choice(CITIES)
+    if rng.random() < 0.4:
+        unit = rng.choice(["celsius", "fahrenheit"])
+        return f"what is the weather in {city} in {unit}", {"location": city, "unit": unit}
+    return f"what is the current weather in {city}", {"location": city}
+
+
+def _convert(rng):
+    amount = rng.choice([round(rng.uniform(5, 5000), 2), rng.randint(1, 1000)])
+    src, dst = rng.sample(CURRENCIES, 2)
+    return f"convert {amount} {src} to {dst}", {"amount": amount, "from_currency": src, "to_currency": dst}
+
+
+def _stock(rng):
+    ticker = rng.choice(TICKERS)
+    if rng.random() < 0.5:
+        days = rng.choice([5, 30, 90, 365])
+        return f"show the {days}-day price history of {ticker}", {"symbol": ticker, "days": days}
+    return f"get the latest stock price of {ticker}", {"symbol": ticker}
+
+
+def _flights(rng):
+    a, b = rng.sample(CITIES, 2)
+    date, n = rng.choice(DATES), rng.randint(1, 4)
+    args = {"origin": a, "destination": b, "date": date, "passengers": n}
+    text = f"find flights from {a} to {b} on {date} for {n} passenger{'s' if n > 1 else ''}"
+    if rng.random() < 0.3:
+        args["nonstop_only"] = True
+        text += ", nonstop only"
+    return text, args
+
+
+def _event(rng):
+    title = rng.choice(["Team sync", "Dentist", "Project review", "Lunch with Sam", "Budget planning"])
+    date, minutes = rng.choice(DATES), rng.choice([15, 30, 45, 60, 90])
+    attendees = rng.sample(PEOPLE, rng.randint(1, 3))
+    text = f"schedule '{title}' on {date} for {minutes} minutes with {', '.join(attendees)}"
+    return text, {"title": title, "date": date, "duration_minutes": minutes, "attendees": attendees}
+
+
+def _bmi(rng):
+    weight, height = round(rng.uniform(45, 120), 1), round(rng.uniform(1.5, 2.05), 2)
+    return f"calculate the BMI for someone weighing {weight} kg and {height} m tall", {"weight_kg": weight, "height_m": height}
+
+
+def _define(rng):
+    word = rng.choice(WORDS)
+    return f"define the word '{word}'", {"word": word}
+
+
+def _translate(rng):
+    phrase, (lang, code) = rng.choice(PHRASES), rng.choice(list(LANGS.items()))
+    return f"translate '{phrase}' into {lang}", {"text": phrase, "target_language": code}
+
+
+def _primes(rng):
+    limit = rng.choice([10, 50, 100, 250, 1000])
+    return f"list all prime numbers up to {limit}", {"limit": limit}
+
+
+def _average(rng):
+    numbers = [rng.randint(1, 100) for _ in range(rng.randint(3, 6))]
+    return f"compute the average of {numbers}", {"numbers": numbers}
+
+
+def _restaurants(rng):
+    city, cuisine = rng.choice(CITIES), rng.choice(["Thai", "Italian", "vegan", "Ethiopian", "sushi"])
+    args = {"city": city, "cuisine": cuisine}
+    text = f"find {cuisine} restaurants in {city}"
+    if rng.random() < 0.4:
+        args["max_results"] = rng.choice([3, 5, 10])
+        text += f", at most {args['max_results']} results"
+    return text, args
+
+
+def _email(rng):
+    to, topic = rng.choice(PEOPLE), rng.choice(["the report", "tomorrow's meeting", "the invoice"])
+    return f"send an email to {to} with subject 'About {topic}'", {"to": to, "subject": f"About {topic}"}
+
+
+def _timezone(rng):
+    city = rng.choice(CITIES)
+    return f"what time is it now in {city}", {"city": city}
+
+
+def _shipping(rng):
+    weight, dest = round(rng.uniform(0.2, 30), 1), rng.choice(CITIES)
+    express = rng.random() < 0.5
+    text = f"estimate the {'express' if express else 'standard'} shipping cost of a {weight} kg parcel to {dest}"
+    return text, {"weight_kg": weight, "destination": dest, "express": express}
+
+
+TOOLS: list[Tool] = [
+    Tool("get_weather", "Current weather for a location.",
+         {"location": _p("City name.", "str"), "unit": _p("'celsius' or 'fahrenheit'.", "str, optional", "celsius")}, _weather),
+    Tool("convert_currency", "Convert an amount between currencies.",
+         {"amount": _p("Amount to convert.", "float"), "from_currency": _p("ISO code to convert from.", "str"),
+          "to_currency": _p("ISO code to convert to.", "str")}, _convert),
+    Tool("get_stock_price", "Latest price, or price history, of a stock.",
+         {"symbol": _p("Ticker symbol.", "str"), "days": _p("Days of history.", "int, optional", 1)}, _stock),
+    Tool("search_flights", "Search flights between two cities.",
+         {"origin": _p("Departure city.", "str"), "destination": _p("Arrival city.", "str"),
+          "date": _p("Date, YYYY-MM-DD.", "str"), "passengers": _p("Number of passengers.", "int"),
+          "nonstop_only": _p("Only nonstop flights.", "bool, optional", False)}, _flights),
+    Tool("create_calendar_event", "Create a calendar event.",
+         {"title": _p("Event title.", "str"), "date": _p("Date, YYYY-MM-DD.", "str"),
+          "duration_minutes": _p("Length in minutes.", "int"), "attendees": _p("Attendee emails.", "List[str]")}, _event),
+    Tool("calculate_bmi", "Body mass index from weight and height.",
+         {"weight_kg": _p("Weight in kg.", "float"), "height_m": _p("Height in metres.", "float")}, _bmi),
+    Tool("define_word", "Dictionary definition of an English word.", {"word": _p("The word.", "str")}, _define),
+    Tool("translate_text", "Translate text into another language.",
+         {"text": _p("Text to translate.", "str"), "target_language": _p("ISO 639-1 code.", "str")}, _translate),
+    Tool("list_primes", "All primes up to a limit.", {"limit": _p("Upper bound (inclusive).", "int")}, _primes),
+    Tool("average", "Arithmetic mean of a list of numbers.", {"numbers": _p("The numbers.", "List[float]")}, _average),
+    Tool("find_restaurants", "Restaurants by city and cuisine.",
+         {"city": _p("City name.", "str"), "cuisine": _p("Cuisine.", "str"),
+          "max_results": _p("Maximum results.", "int, optional", 10)}, _restaurants),
+    Tool("send_email", "Send an email.", {"to": _p("Recipient.", "str"), "subject": _p("Subject line.", "str")}, _email),
+    Tool("get_local_time", "Current local time in a city.", {"city": _p("City name.", "str")}, _timezone),
+    Tool("estimate_shipping", "Shipping cost of a parcel.",
+         {"weight_kg": _p("Weight in kg.", "float"), "destination": _p("Destination city.", "str"),
+          "express": _p("Express delivery.", "bool")}, _shipping),
+]

@@ -1,0 +1,123 @@
+"""Evaluation: first-try and second-try accuracy, plus the two controls the paper lacked.
+
+For every held-out problem: one first attempt (greedy by default). First-try accuracy counts those
+that pass. Second-try accuracy counts a problem as solved if the first attempt passed, or if it failed
+and the retry after the model's own reflection passed. On the same failed first attempts, two controls:
+  retry_no_reflection       "wrong, try again" and a retry, no reflection turn at all;
+  retry_generic_reflection  a fixed generic reflection in place of the model's own.
+Each accuracy comes with a Wilson 95% interval. Files: metrics.json and transcripts.jsonl (one
+problem's whole episode a line); `summarize` recomputes metrics.json from the transcripts alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r3kit.generation import make_generator
+from r3kit.io import write_json, write_jsonl
+from r3kit.rollout import CONDITIONS, EpisodeConfig, run_episodes
+
+METRIC_KEYS = {"reflection": "second_try", "no_reflection": "retry_no_reflection", "generic_reflection": "retry_generic_reflection"}
+
+
+@dataclass
+class EvalConfig:
+    n_examples: int | None = None  # None: the whole test split
+    attempt_tokens: int = 512
+    reflection_tokens: int = 256
+    retry_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 64
+    conditions: tuple[str, ...] = CONDITIONS
+
+    def validate(self) -> None:
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown:
+            raise ValueError(f"unknown condition(s) {unknown}; choose from {CONDITIONS}")
+        if self.n_examples is not None and self.n_examples < 1:
+            raise ValueError(f"n_examples must be >= 1 or None, got {self.n_examples}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.episode().sampling("attempt").validate()
+
+    def episode(self) -> EpisodeConfig:
+        return EpisodeConfig(self.attempt_tokens, self.reflection_tokens, self.retry_tokens,
+                             self.temperature, self.top_p, self.seed)
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(successes: int, n: int) -> dict[str, Any]:
+    low, high = wilson(successes, n)
+    return {"accuracy": successes / n if n else 0.0, "ci_low": low, "ci_high": high, "n": n, "successes": successes}
+
+
+def _solved(row: dict, condition: str) -> bool:
+    return row["first"]["verdict"]["ok"] or bool(row["second"].get(condition, {}).get("verdict", {}).get("ok"))
+
+
+def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS) -> dict[str, Any]:
+    """metrics from transcript rows (the dicts of transcripts.jsonl)."""
+    n = len(transcripts)
+    if n == 0:
+        raise ValueError("no transcripts to summarize")
+    metrics: dict[str, Any] = {"first_try": proportion(sum(r["first"]["verdict"]["ok"] for r in transcripts), n)}
+    for condition in conditions:
+        metrics[METRIC_KEYS[condition]] = proportion(sum(_solved(r, condition) for r in transcripts), n)
+    buckets: dict[str, list[dict]] = {}
+    for row in transcripts:
+        buckets.setdefault(row["difficulty"], []).append(row)
+    metrics["by_difficulty"] = {
+        name: {"first_try": proportion(sum(r["first"]["verdict"]["ok"] for r in rows), len(rows)),
+               "second_try": proportion(sum(_solved(r, "reflection") for r in rows), len(rows))}
+        for name, rows in sorted(buckets.items())
+    }
+    reflections = [r["second"]["reflection"]["reflection_tokens"] for r in transcripts if "reflection" in r["second"]]
+    metrics["reflection_tokens_mean"] = sum(reflections) / len(reflections) if reflections else None
+    metrics["failed_first_attempts"] = sum(not r["first"]["verdict"]["ok"] for r in transcripts)
+    return metrics
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    transcripts: list[dict] = field(repr=False)
+
+
+def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | Path | None = None,
+             label: str = "model") -> EvalResult:
+    """Run episodes on `examples` (a list or Dataset), write metrics.json and transcripts.jsonl to out_dir."""
+    cfg.validate()
+    rows = [dict(e) for e in examples]
+    if cfg.n_examples is not None:
+        rows = rows[: cfg.n_examples]
+    if not rows:
+        raise ValueError("the evaluation split is empty")
+    for row in rows:
+        task.validate_example(row)
+    start = time.perf_counter()
+    generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
+    episodes = run_episodes(generator, task, rows, cfg.episode(), tuple(cfg.conditions))
+    transcripts = [e.to_dict() for e in episodes]
+    metrics = summarize(transcripts, tuple(cfg.conditions))
+    metrics.update(label=label, task=task.name, config=asdict(cfg), wall_seconds=time.perf_counter() - start,
+                   generation={"tokens": generator.stats.tokens, "seconds": generator.stats.seconds,
+                               "tokens_per_second": generator.stats.tokens_per_second})
+    if out_dir is not None:
+        write_jsonl(Path(out_dir) / "transcripts.jsonl", transcripts)
+        write_json(Path(out_dir) / "metrics.json", metrics)
+    return EvalResult(metrics, transcripts)

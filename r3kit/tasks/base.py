@@ -1,0 +1,84 @@
+"""What a task is: a verifiable problem family R3 can train on.
+
+A task turns a dataset row (`example`, a dict with the hub dataset's columns) into the first-attempt
+conversation, checks a completion with a binary verifier, and supplies the feedback turns of the episode
+(reflection request, retry request, and the two control turns). Prompt text comes from r3kit.prompts,
+so a task only decides which example fields fill the templates.
+
+To add a task: subclass `Task`, set `name` and `columns`, implement `verify` (and `template_fields` if
+the templates need more than the raw columns), then `r3kit.tasks.register_task(MyTask)`. Nothing else in
+the kit changes: rollout, mining, evaluation and training only talk to this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from r3kit.prompts import Prompts, get_prompts
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A binary verdict and a short human-readable reason ("correct", "no <answer> tag", ...)."""
+
+    ok: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason}
+
+
+class Task:
+    name: ClassVar[str] = ""
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, style: str = "instruct", prompts: Prompts | None = None, **prompt_overrides: str):
+        base = prompts if prompts is not None else get_prompts(self.name, style)
+        self.style = style
+        self.prompts = base.with_overrides(**prompt_overrides) if prompt_overrides else base
+
+    # ---- the verifier -------------------------------------------------------------------------------
+    def verify(self, completion: str, example: dict) -> Verdict:
+        """Binary check of a model completion. Must never raise on any completion text."""
+        raise NotImplementedError
+
+    def validate_example(self, example: dict) -> None:
+        """Raise ValueError naming the problem if `example` is not a usable row of this task."""
+        missing = [c for c in self.columns if c not in example]
+        if missing:
+            raise ValueError(f"{self.name} example is missing column(s) {missing}; it has {sorted(example)}")
+
+    def difficulty(self, example: dict) -> str:
+        """A coarse bucket label used to break accuracy down by difficulty."""
+        return "all"
+
+    # ---- conversation turns ---------------------------------------------------------------------------
+    def template_fields(self, example: dict) -> dict[str, Any]:
+        return {c: example[c] for c in self.columns}
+
+    def first_messages(self, example: dict) -> list[Message]:
+        values = self.template_fields(example)
+        messages: list[Message] = []
+        if self.prompts.system:
+            messages.append({"role": "system", "content": self.prompts.system.format(**values)})
+        messages.append({"role": "user", "content": self.prompts.task.format(**values)})
+        return messages
+
+    def reflection_request(self) -> Message:
+        return {"role": "user", "content": self.prompts.reflection_request}
+
+    def retry_request(self) -> Message:
+        """The retry turn. It carries no example fields: the problem is already in the conversation."""
+        return {"role": "user", "content": self.prompts.retry_request}
+
+    def retry_without_reflection(self) -> Message:
+        return {"role": "user", "content": self.prompts.retry_without_reflection}
+
+    def generic_reflection(self) -> Message:
+        return {"role": "assistant", "content": self.prompts.generic_reflection}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(style={self.style!r})"

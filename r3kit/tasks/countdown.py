@@ -1,0 +1,187 @@
+"""Countdown equation writing (TinyZero's task): reach `target` using every number in `nums` once.
+
+Verifier (TinyZero's rule, evaluated safely):
+  1. take the text inside the LAST <answer>...</answer> pair;
+  2. it may contain only digits, + - * /, parentheses and white space (so no `**`, no decimals);
+  3. the numbers written must be exactly the multiset `nums` (each once, no others);
+  4. its value, computed over exact fractions by a small recursive-descent parser (never `eval`),
+     must equal `target` within 1e-5. Division by zero is a failed verdict.
+Bounds keep any input cheap: at most 512 characters in the answer, 32 levels of nesting (parentheses
+and unary signs), 12 digits per number. Unary + and - are accepted, as Python's eval in TinyZero does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from fractions import Fraction
+from typing import Any
+
+from r3kit.tasks.base import Task, Verdict
+
+MAX_ANSWER_CHARS = 512
+MAX_DEPTH = 32
+MAX_DIGITS = 12
+TOLERANCE = Fraction(1, 100_000)
+
+_ALLOWED = re.compile(r"[0-9+\-*/()\s]*")
+_TOKEN = re.compile(r"\s*(?:(\d+)|(.))")
+
+
+class _Reject(Exception):
+    """Internal: the expression is not acceptable; the message is the verdict's reason."""
+
+
+def extract_answer(completion: str) -> str | None:
+    """The content of the last <answer>...</answer> pair, or None."""
+    end = completion.rfind("</answer>")
+    if end < 0:
+        return None
+    start = completion.rfind("<answer>", 0, end)
+    if start < 0:
+        return None
+    return completion[start + len("<answer>") : end]
+
+
+def _tokens(text: str) -> list[str]:
+    out = []
+    for number, symbol in _TOKEN.findall(text):
+        if number:
+            if len(number) > MAX_DIGITS:
+                raise _Reject(f"number with more than {MAX_DIGITS} digits")
+            out.append(number)
+        elif symbol.strip():
+            out.append(symbol)
+    return out
+
+
+class _Parser:
+    """expr := term (('+'|'-') term)* ; term := factor (('*'|'/') factor)* ;
+    factor := ('+'|'-') factor | NUMBER | '(' expr ')'"""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens = tokens
+        self.pos = 0
+        self.numbers: list[int] = []
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> str:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def parse(self) -> Fraction:
+        if not self.tokens:
+            raise _Reject("empty answer")
+        value = self.expr(0)
+        if self.peek() is not None:
+            raise _Reject(f"unexpected {self.peek()!r}")
+        return value
+
+    def expr(self, depth: int) -> Fraction:
+        value = self.term(depth)
+        while self.peek() in ("+", "-"):
+            op = self.take()
+            right = self.term(depth)
+            value = value + right if op == "+" else value - right
+        return value
+
+    def term(self, depth: int) -> Fraction:
+        value = self.factor(depth)
+        while self.peek() in ("*", "/"):
+            op = self.take()
+            if self.peek() == "*" and op == "*":
+                raise _Reject("'**' is not allowed")
+            right = self.factor(depth)
+            if op == "*":
+                value = value * right
+            elif right == 0:
+                raise _Reject("division by zero")
+            else:
+                value = value / right
+        return value
+
+    def factor(self, depth: int) -> Fraction:
+        if depth >= MAX_DEPTH:
+            raise _Reject(f"nesting deeper than {MAX_DEPTH}")
+        token = self.peek()
+        if token is None:
+            raise _Reject("expression ends early")
+        if token in ("+", "-"):
+            self.take()
+            value = self.factor(depth + 1)
+            return value if token == "+" else -value
+        if token == "(":
+            self.take()
+            value = self.expr(depth + 1)
+            if self.peek() != ")":
+                raise _Reject("unbalanced parentheses")
+            self.take()
+            return value
+        if token.isdigit():
+            self.take()
+            self.numbers.append(int(token))
+            return Fraction(int(token))
+        raise _Reject(f"unexpected {token!r}")
+
+
+def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
+    """Value and numbers of an arithmetic expression; raises ValueError with the reason if rejected."""
+    try:
+        parser = _Parser(_tokens(text))
+        return parser.parse(), parser.numbers
+    except _Reject as reject:
+        raise ValueError(str(reject)) from None
+
+
+def check_equation(answer: str, nums: list[int], target: int | float) -> Verdict:
+    if len(answer) > MAX_ANSWER_CHARS:
+        return Verdict(False, f"answer longer than {MAX_ANSWER_CHARS} characters")
+    if not _ALLOWED.fullmatch(answer):
+        bad = next(ch for ch in answer if not _ALLOWED.fullmatch(ch))
+        return Verdict(False, f"illegal character {bad!r}")
+    if "**" in re.sub(r"\s+", "", answer):
+        return Verdict(False, "'**' is not allowed")
+    try:
+        value, used = evaluate_expression(answer)
+    except ValueError as error:
+        return Verdict(False, str(error))
+    if Counter(used) != Counter(int(n) for n in nums):
+        extra = Counter(used) - Counter(int(n) for n in nums)
+        missing = Counter(int(n) for n in nums) - Counter(used)
+        parts = [f"extra {sorted(extra.elements())}" if extra else "", f"unused {sorted(missing.elements())}" if missing else ""]
+        return Verdict(False, "numbers do not match: " + ", ".join(p for p in parts if p))
+    if abs(value - Fraction(target)) > TOLERANCE:
+        shown = value.numerator if value.denominator == 1 else round(float(value), 4)
+        return Verdict(False, f"value {shown} is not the target {target}")
+    return Verdict(True, "correct")
+
+
+class CountdownTask(Task):
+    name = "countdown"
+    columns = ("target", "nums")
+
+    def verify(self, completion: Any, example: dict) -> Verdict:
+        if not isinstance(completion, str):
+            return Verdict(False, f"completion is {type(completion).__name__}, not text")
+        answer = extract_answer(completion)
+        if answer is None:
+            return Verdict(False, "no <answer> tag")
+        return check_equation(answer, list(example["nums"]), example["target"])
+
+    def validate_example(self, example: dict) -> None:
+        super().validate_example(example)
+        nums, target = example["nums"], example["target"]
+        if not isinstance(nums, (list, tuple)) or not nums or not all(isinstance(n, int) and n >= 0 for n in nums):
+            raise ValueError(f"countdown example needs `nums` as a non-empty list of non-negative ints, got {nums!r}")
+        if not isinstance(target, (int, float)) or isinstance(target, bool):
+            raise ValueError(f"countdown example needs a numeric `target`, got {target!r}")
+
+    def difficulty(self, example: dict) -> str:
+        return f"{len(example['nums'])} numbers"
+
+    def template_fields(self, example: dict) -> dict[str, Any]:
+        nums = list(example["nums"])
+        return {"nums": nums, "nums_spaced": " ".join(str(n) for n in nums), "target": example["target"]}
