@@ -99,8 +99,9 @@ class EvalResult:
 
 
 def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | Path | None = None,
-             label: str = "model") -> EvalResult:
-    """Run episodes on `examples` (a list or Dataset), write metrics.json and transcripts.jsonl to out_dir."""
+             label: str = "model", generator=None) -> EvalResult:
+    """Run episodes on `examples` (a list or Dataset), write metrics.json and transcripts.jsonl to out_dir.
+    `generator` replaces the default batched generator of `model`."""
     cfg.validate()
     rows = [dict(e) for e in examples]
     if cfg.n_examples is not None:
@@ -110,7 +111,7 @@ def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | P
     for row in rows:
         task.validate_example(row)
     start = time.perf_counter()
-    generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
+    generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size)
     episodes = run_episodes(generator, task, rows, cfg.episode(), tuple(cfg.conditions))
     transcripts = [e.to_dict() for e in episodes]
     metrics = summarize(transcripts, tuple(cfg.conditions))

@@ -74,8 +74,10 @@ def mine_chunk(generator, task, rows: list[dict], start: int, cfg: MiningConfig,
     return kept, {"problems": len(rows), "attempts": len(rows) * cfg.k, "passed": passed, "kept": len(kept)}
 
 
-def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: str | Path, model_name: str = ""):
-    """Mine `examples` into out_dir (resumable); returns the failure dataset (datasets.Dataset)."""
+def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: str | Path, model_name: str = "",
+                  generator=None):
+    """Mine `examples` into out_dir (resumable); returns the failure dataset (datasets.Dataset).
+    `generator` replaces the default batched generator of `model` (any object with .generate and .stats)."""
     import datasets
 
     cfg.validate()
@@ -92,7 +94,7 @@ def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: 
     if state_path.exists() and read_json(state_path)["fingerprint"] != fingerprint:
         raise ValueError(f"{out_dir} holds a mining run with other parameters, model or data; use a new folder or delete it")
     write_json(state_path, {"fingerprint": fingerprint})
-    generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
+    generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size)
     starts = range(0, len(rows), cfg.chunk_size)
     start_time, resumed = time.perf_counter(), 0
     for number, start in enumerate(tqdm(starts, desc="mining", unit="chunk")):

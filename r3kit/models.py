@@ -18,17 +18,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch  # noqa: E402  (after unsloth on purpose)
 import unsloth  # noqa: F401  (must precede transformers, peft and trl)
 from unsloth import FastLanguageModel
 
-import torch  # noqa: E402  (after unsloth on purpose)
-
 BUILTIN = ("tiny", "smollm2-135m")
+# The character models' chat format: one token opens each turn and <|im_end|> (the EOS) closes it, so a
+# turn costs two tokens of overhead; <answer> and </answer> are single (ordinary, decodable) tokens.
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|unk|>"]
+SPECIAL_TOKENS = ["<|pad|>", "<|im_end|>", "<|unk|>", "<|system|>", "<|user|>", "<|assistant|>"]
+WORD_TOKENS = ["<answer>", "</answer>"]
 
 
 @dataclass
@@ -46,8 +48,6 @@ class ModelConfig:
     def validate(self) -> None:
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
-        if self.fast_inference and not torch.cuda.is_available():
-            raise ValueError("fast_inference (vLLM) needs a GPU; set fast_inference=False on CPU")
         if self.max_seq_length < 16:
             raise ValueError(f"max_seq_length must be at least 16, got {self.max_seq_length}")
 
@@ -59,15 +59,19 @@ def cache_dir() -> Path:
 
 
 def build_char_tokenizer():
-    """A character-level tokenizer (printable ASCII + newline) with a ChatML chat template."""
-    from tokenizers import Tokenizer, decoders, models
+    """A byte-level tokenizer with no merges (one token per byte, so one per ASCII character), plus the
+    answer tags as single tokens, with CHAT_TEMPLATE. The vocabulary is spelled in the ByteLevel alphabet
+    because transformers reloads a Qwen2 tokenizer with Qwen2's ByteLevel pre-tokenizer: ids survive."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    chars = [chr(i) for i in range(32, 127)] + ["\n"]
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + chars)}
+    chars = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda c: (not 33 <= ord(c) <= 126, ord(c)))
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + WORD_TOKENS + chars)}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
     core.add_special_tokens(SPECIAL_TOKENS)
-    core.decoder = decoders.Fuse()
+    core.add_tokens([AddedToken(t, special=False, normalized=False) for t in WORD_TOKENS])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<|pad|>", eos_token="<|im_end|>", unk_token="<|unk|>"
     )
@@ -103,7 +107,7 @@ def save_model(model, tokenizer, directory: str | Path) -> Path:
 
 
 def _tiny_dir() -> Path:
-    path = cache_dir() / "tiny-qwen2-char-v1"
+    path = cache_dir() / "tiny-qwen2-char-v3"
     if not (path / "config.json").exists():
         model, tokenizer = build_char_model()
         save_model(model, tokenizer, path)
@@ -159,6 +163,8 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     """(model, tokenizer) through Unsloth; with `adapter`, a saved LoRA adapter is loaded on top;
     with `full_finetuning`, every weight is trainable (no LoRA)."""
     cfg.validate()
+    if cfg.fast_inference and not torch.cuda.is_available():
+        raise ValueError("fast_inference (vLLM) needs a GPU; set model.fast_inference=False on CPU")
     path = resolve_model_path(cfg.name)
     dtype = _torch_dtype(cfg.dtype)
     if dtype is None and not torch.cuda.is_available():

@@ -62,7 +62,7 @@ class TrainConfig:
     retry_tokens: int = 512
     temperature: float = 1.0
     top_p: float = 1.0
-    retry_temperature: float = 1.0
+    retry_temperature: float = 0.0  # R3 judges each reflection by the greedy retry, as evaluation does
     generation_batch_size: int = 64
     save_steps: int = 50
     seed: int = 0
@@ -84,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"need steps >= 1, learning_rate > 0, beta >= 0; got {self.steps}, {self.learning_rate}, {self.beta}")
         if self.temperature <= 0 or self.retry_temperature < 0:
             raise ValueError("reflections must be sampled (temperature > 0) so a group holds different reflections")
+        if self.reward_target == "retry" and self.retry_temperature == 0:
+            raise ValueError("reward_target='retry' trains on the retries, so they must be sampled: retry_temperature > 0")
         Sampling(self.reflection_tokens, self.temperature, self.top_p).validate()
         Sampling(self.retry_tokens, self.retry_temperature, self.top_p).validate()
 
@@ -99,12 +101,12 @@ def check_failures(task: Task, failures) -> None:
         raise ValueError(f"the failure dataset lacks column(s) {missing}; it has {failures.column_names}")
 
 
-def make_rollout(task: Task, cfg: TrainConfig, log: dict):
+def make_rollout(task: Task, cfg: TrainConfig, log: dict, generator_factory=make_generator):
     """TRL rollout_func: reflections (and retries) for the prompts of one generation batch."""
 
     def rollout(prompts, trainer):
         model = trainer.accelerator.unwrap_model(trainer.model)
-        generator = make_generator(model, trainer.processing_class, batch_size=cfg.generation_batch_size)
+        generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size)
         seed = cfg.seed * 1_000_003 + trainer.state.global_step * 2
         reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
         retry_prompts = [retry_conversation(task, p, r.text) for p, r in zip(prompts, reflections)]
@@ -148,8 +150,10 @@ def training_dataset(task: Task, failures):
                                                                         row["failed_attempt"])})
 
 
-def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_dir: str | Path):
-    """A TRL GRPOTrainer wired for R3 (model must already carry LoRA adapters, or be fully trainable)."""
+def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_dir: str | Path,
+                  generator_factory=make_generator):
+    """A TRL GRPOTrainer wired for R3 (model must already carry LoRA adapters, or be fully trainable).
+    `generator_factory(model, tokenizer, batch_size=...)` makes the rollout's generator (tests script it)."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -175,7 +179,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     log: dict = {}
     trainer = GRPOTrainer(
         model=model, processing_class=tokenizer, args=args, train_dataset=training_dataset(task, failures),
-        reward_funcs=[make_reward(task, log)], rollout_func=make_rollout(task, cfg, log),
+        reward_funcs=[make_reward(task, log)], rollout_func=make_rollout(task, cfg, log, generator_factory),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
     return trainer
@@ -186,7 +190,8 @@ def last_checkpoint(out_dir: str | Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_dir: str | Path) -> dict:
+def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_dir: str | Path,
+          generator_factory=make_generator) -> dict:
     """Train on `failures`, resuming from the last checkpoint in out_dir; saves adapter/ (or model/),
     config.json and log.csv; returns a summary."""
     cfg.validate()
@@ -198,7 +203,7 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
         model = attach_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, list(cfg.target_modules), cfg.seed)
     write_json(out_dir / "config.json", {"model": asdict(model_cfg), "train": asdict(cfg), "task": task.name,
                                          "prompt_style": task.style, "failures": len(failures)})
-    trainer = build_trainer(model, tokenizer, task, failures, cfg, out_dir)
+    trainer = build_trainer(model, tokenizer, task, failures, cfg, out_dir, generator_factory)
     resume = last_checkpoint(out_dir)
     truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
     start = time.perf_counter()

@@ -37,12 +37,12 @@ def _apply(a: float, op: str, b: float) -> float | None:
     return a / b if abs(b) > 1e-12 else None
 
 
-def _format(node) -> tuple[str, int]:
+def format_tree(node) -> tuple[str, int]:
     """Text and precedence of an expression tree (an int, or (op, left, right)) with minimal parentheses."""
     if isinstance(node, int):
         return str(node), 3
     op, left, right = node
-    (a_text, a_prec), (b_text, b_prec) = _format(left), _format(right)
+    (a_text, a_prec), (b_text, b_prec) = format_tree(left), format_tree(right)
     prec = _PREC[op]
     if a_prec < prec:
         a_text = f"({a_text})"
@@ -77,7 +77,7 @@ def solve(nums: list[int], target: float, rng: random.Random | None = None) -> s
                 node = (op, a_node, b_node)
                 if not rest:
                     if abs(value - target) < 1e-6:
-                        text = _format(node)[0]
+                        text = format_tree(node)[0]
                         if check_equation(text, nums, target).ok:
                             return text
                 elif (found := search(rest + [(value, node)])) is not None:
@@ -136,7 +136,10 @@ def iter_problems(
     max_num: int = 99,
     min_target: int = 1,
     max_target: int = 100,
+    distinct: bool = True,
 ) -> Iterator[dict]:
+    """Solvable problems, deterministic under `seed`; with distinct=False a problem may come again
+    (an endless training stream over a finite space of problems)."""
     if not num_counts or min(num_counts) < 2 or max(num_counts) > 5:
         raise ValueError(f"num_counts must be numbers of operands between 2 and 5, got {num_counts}")
     if min_num > max_num or min_target > max_target or min_num < 0:
@@ -155,9 +158,10 @@ def iter_problems(
             continue
         target = rng.choice(targets)
         key = (target, tuple(sorted(nums)))
-        if key in seen or solve(nums, target) is None:
+        if (distinct and key in seen) or solve(nums, target) is None:
             continue
-        seen.add(key)
+        if distinct:
+            seen.add(key)
         made += 1
         yield {"target": target, "nums": nums}
 

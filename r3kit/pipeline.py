@@ -1,0 +1,131 @@
+"""The stages of a run, each a function of a RunConfig that reads and writes files in the run folder.
+
+    student_stage(run)            make the CPU student (profiles with a `student` section)  -> student/
+    evaluate_stage(run, which)    vanilla | trained | retry_control                          -> eval/<which>/
+    mine_stage(run)               failure mining on the training split                       -> failures/
+    train_stage(run, variant)     r3 | retry_control                                         -> train/<variant>/
+    figures_stage(run)            table and figures from the saved files only                -> figures/
+The notebooks call these and show what they wrote; `r3kit reproduce` runs the notebooks in order.
+Every stage records its wall time in stages.json; evaluations also update the run's metrics.json
+({"vanilla": ..., "trained": ..., "retry_control": ...}).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from r3kit.io import read_json, write_json
+from r3kit.profiles import RunConfig
+
+EVALUATIONS = {"vanilla": None, "trained": "r3", "retry_control": "retry_control"}
+VARIANTS = ("r3", "retry_control")
+
+
+@contextmanager
+def _timed(run: RunConfig, stage: str):
+    start = time.perf_counter()
+    yield
+    path = run.run_dir / "stages.json"
+    times = read_json(path) if path.exists() else {}
+    times[stage] = round(time.perf_counter() - start, 2)
+    write_json(path, times)
+
+
+def _test_rows(run: RunConfig) -> list[dict]:
+    from r3kit.data import load_split
+
+    return [dict(r) for r in load_split(run.data, "test")]
+
+
+def student_stage(run: RunConfig) -> dict:
+    """Train the student on problems outside the test split; saves student/ and student.json."""
+    from r3kit.data import countdown
+    from r3kit.student import make_student
+
+    if run.student is None:
+        raise ValueError(f"profile {run.profile!r} has no student section: its model is {run.model.name}")
+    with _timed(run, "student"):
+        exclude = {countdown.key(row) for row in _test_rows(run)}
+        summary = make_student(run.student, run.run_dir / "student", exclude=exclude)
+        write_json(run.run_dir / "student.json", summary)
+    return summary
+
+
+def trained_weights(run: RunConfig, variant: str) -> tuple[str, str | None]:
+    """(model name, adapter) for a trained variant: LoRA adapters load over the base model."""
+    folder = run.run_dir / "train" / variant
+    if (folder / "adapter").exists():
+        return run.model.name, str(folder / "adapter")
+    if (folder / "model").exists():
+        return str(folder / "model"), None
+    raise ValueError(f"no trained weights in {folder}: run the training stage ({variant}) first")
+
+
+def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
+    """Evaluate the vanilla or a trained model on the test split; writes eval/<which>/ and metrics.json."""
+    import dataclasses
+
+    from r3kit.evaluate import evaluate
+    from r3kit.models import load_model
+
+    if which not in EVALUATIONS:
+        raise ValueError(f"which must be one of {list(EVALUATIONS)}, got {which!r}")
+    with _timed(run, f"evaluate_{which}"):
+        name, adapter = (run.model.name, None) if EVALUATIONS[which] is None else trained_weights(run, EVALUATIONS[which])
+        model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
+        result = evaluate(model, tokenizer, run.get_task(), _test_rows(run), run.evaluate,
+                          run.run_dir / "eval" / which, label=which)
+        path = run.run_dir / "metrics.json"
+        metrics = read_json(path) if path.exists() else {}
+        metrics[which] = {k: v for k, v in result.metrics.items() if k != "config"}
+        write_json(path, metrics)
+    return result.metrics
+
+
+def mine_stage(run: RunConfig) -> dict:
+    """Mine failures of the vanilla model on the training split; writes failures/."""
+    from r3kit.data import load_split
+    from r3kit.mining import mine_failures
+    from r3kit.models import load_model
+
+    with _timed(run, "mine"):
+        model, tokenizer = load_model(run.model)
+        mine_failures(model, tokenizer, run.get_task(), load_split(run.data, "train"), run.mine,
+                      run.run_dir / "failures", model_name=run.model.name)
+    return read_json(run.run_dir / "failures" / "manifest.json")
+
+
+def train_stage(run: RunConfig, variant: str = "r3") -> dict:
+    """R3 training (variant "r3") or the retry-reward control ("retry_control") on the mined failures."""
+    from r3kit.mining import load_failures
+    from r3kit.train import train
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    cfg = run.train if variant == "r3" else run.control
+    if cfg is None:
+        raise ValueError(f"profile {run.profile!r} defines no control run")
+    with _timed(run, f"train_{variant}"):
+        summary = train(run.model, run.get_task(), load_failures(run.run_dir / "failures"), cfg,
+                        run.run_dir / "train" / variant)
+    return summary
+
+
+def figures_stage(run: RunConfig) -> list[Path]:
+    """The paper-style table (PNG and Markdown) and figures, from the run's saved files only."""
+    from r3kit import plots
+
+    with _timed(run, "figures"):
+        return plots.all_figures(run.run_dir)
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """Everything small a finished run saved: metrics, stage times, training logs (for notebooks)."""
+    run_dir = Path(run_dir)
+    out = {}
+    for name in ("metrics.json", "stages.json", "manifest.json", "student.json"):
+        if (run_dir / name).exists():
+            out[name.removesuffix(".json")] = read_json(run_dir / name)
+    return out

@@ -1,0 +1,179 @@
+"""Figures and the paper-style table, drawn from a run folder's saved files only (never from a model).
+
+    table.md / table.png      accuracy of each model (vanilla, R3-trained, retry-reward control) on the
+                              first try, second try and the two controls, with Wilson 95% intervals
+    accuracy.png              the same numbers as grouped bars with interval whiskers
+    training_curves.png       per step: retry success (reward), groups with no signal, reflection length, KL
+    reflection_length.png     reflection length (tokens) on the test set before and after training
+    accuracy_by_difficulty.png  first and second try by difficulty bucket (e.g. 3 vs 4 numbers)
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from r3kit.io import read_json, read_jsonl  # noqa: E402
+
+COLUMNS = [("first_try", "1st try"), ("second_try", "2nd try (own reflection)"),
+           ("retry_no_reflection", "2nd try, no reflection"), ("retry_generic_reflection", "2nd try, generic reflection")]
+MODELS = [("vanilla", "vanilla"), ("trained", "R3-trained"), ("retry_control", "retry-reward GRPO (control)")]
+COLOURS = ["#9aa5b1", "#2b6cb0", "#63b3ed", "#c6dcef"]
+
+
+def _metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: run the evaluation stages first")
+    return read_json(path)
+
+
+def _cell(entry: dict | None) -> str:
+    if not entry:
+        return "—"
+    return f"{100 * entry['accuracy']:.1f} [{100 * entry['ci_low']:.1f}, {100 * entry['ci_high']:.1f}]"
+
+
+def table_markdown(run_dir: str | Path) -> str:
+    metrics = _metrics(Path(run_dir))
+    n = next(iter(metrics.values()))["first_try"]["n"]
+    lines = [f"Accuracy % [Wilson 95% interval], n = {n} held-out problems", "",
+             "| model | " + " | ".join(label for _, label in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for key, label in MODELS:
+        if key in metrics:
+            lines.append(f"| {label} | " + " | ".join(_cell(metrics[key].get(c)) for c, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_png(run_dir: Path, out: Path) -> Path:
+    metrics = _metrics(run_dir)
+    rows = [(label, [_cell(metrics[key].get(c)) for c, _ in COLUMNS]) for key, label in MODELS if key in metrics]
+    fig, ax = plt.subplots(figsize=(12, 0.6 + 0.5 * len(rows)))
+    ax.axis("off")
+    table = ax.table(cellText=[cells for _, cells in rows], rowLabels=[label for label, _ in rows],
+                     colLabels=[label for _, label in COLUMNS], loc="center", cellLoc="center")
+    table.scale(1, 1.6)
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    ax.set_title("Accuracy % [Wilson 95% interval]", fontsize=10)
+    return _save(fig, out)
+
+
+def accuracy_bars(run_dir: Path, out: Path) -> Path:
+    metrics = _metrics(run_dir)
+    models = [(key, label) for key, label in MODELS if key in metrics]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(COLUMNS)
+    for j, ((column, label), colour) in enumerate(zip(COLUMNS, COLOURS)):
+        xs, ys, low, high = [], [], [], []
+        for i, (key, _) in enumerate(models):
+            entry = metrics[key].get(column)
+            if entry:
+                xs.append(i + (j - (len(COLUMNS) - 1) / 2) * width)
+                ys.append(100 * entry["accuracy"])
+                low.append(100 * (entry["accuracy"] - entry["ci_low"]))
+                high.append(100 * (entry["ci_high"] - entry["accuracy"]))
+        ax.bar(xs, ys, width, yerr=[low, high], capsize=3, label=label, color=colour, edgecolor="black", linewidth=0.5)
+    ax.set_xticks(range(len(models)), [label for _, label in models])
+    ax.set_ylabel("accuracy (%)")
+    n = metrics[models[0][0]]["first_try"]["n"]
+    ax.set_title(f"Held-out accuracy (n = {n}), whiskers: Wilson 95% intervals")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out)
+
+
+def _log(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def _smooth(values: list[float], window: int = 10) -> list[float]:
+    return [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+
+
+def training_curves(run_dir: Path, out: Path) -> Path | None:
+    logs = {v: _log(run_dir / "train" / v / "log.csv") for v in ("r3", "retry_control") if (run_dir / "train" / v / "log.csv").exists()}
+    if not logs:
+        return None
+    panels = [("reward", "retry success (reward)"), ("frac_zero_std", "groups with no signal"),
+              ("reflection_tokens", "reflection length (tokens)"), ("kl", "KL to the starting model")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for (column, title), ax in zip(panels, axes):
+        for variant, rows in logs.items():
+            steps = [int(r["step"]) for r in rows if r[column] not in ("", None)]
+            values = [float(r[column]) for r in rows if r[column] not in ("", None)]
+            label = "R3 (reward on reflection)" if variant == "r3" else "control (reward on retry)"
+            ax.plot(steps, values, alpha=0.25, color="C0" if variant == "r3" else "C1")
+            ax.plot(steps, _smooth(values), label=label, color="C0" if variant == "r3" else "C1")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Training on mined failures (thin: per step; thick: 10-step mean)", fontsize=10)
+    return _save(fig, out)
+
+
+def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
+    series = {}
+    for which, label in MODELS:
+        path = run_dir / "eval" / which / "transcripts.jsonl"
+        if path.exists():
+            lengths = [r["second"]["reflection"]["reflection_tokens"] for r in read_jsonl(path) if "reflection" in r["second"]]
+            if lengths:
+                series[label] = lengths
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = max(max(v) for v in series.values())
+    bins = range(0, top + 2)
+    for label, lengths in series.items():
+        ax.hist(lengths, bins=bins, alpha=0.5, label=f"{label} (mean {sum(lengths) / len(lengths):.1f})")
+    ax.set_xlabel("reflection length (tokens)")
+    ax.set_ylabel("failed first attempts")
+    ax.set_title("Reflections on the held-out failures")
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
+    metrics = _metrics(run_dir)
+    models = [(key, label) for key, label in MODELS if key in metrics]
+    buckets = sorted({b for key, _ in models for b in metrics[key]["by_difficulty"]})
+    fig, axes = plt.subplots(1, len(buckets), figsize=(4.5 * len(buckets), 4), squeeze=False)
+    for ax, bucket in zip(axes[0], buckets):
+        for j, (column, label) in enumerate([("first_try", "1st try"), ("second_try", "2nd try")]):
+            ys = [100 * metrics[key]["by_difficulty"].get(bucket, {}).get(column, {"accuracy": 0})["accuracy"] for key, _ in models]
+            ax.bar([i + (j - 0.5) * 0.38 for i in range(len(models))], ys, 0.38, label=label, color=COLOURS[j], edgecolor="black", linewidth=0.5)
+        n = metrics[models[0][0]]["by_difficulty"].get(bucket, {}).get("first_try", {}).get("n", 0)
+        ax.set_title(f"{bucket} (n = {n})", fontsize=10)
+        ax.set_xticks(range(len(models)), [label.split(" (")[0] for _, label in models], fontsize=8)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def all_figures(run_dir: str | Path) -> list[Path]:
+    run_dir = Path(run_dir)
+    figures = run_dir / "figures"
+    (figures / "table.md").parent.mkdir(parents=True, exist_ok=True)
+    (figures / "table.md").write_text(table_markdown(run_dir))
+    made = [figures / "table.md", table_png(run_dir, figures / "table.png"), accuracy_bars(run_dir, figures / "accuracy.png"),
+            training_curves(run_dir, figures / "training_curves.png"),
+            reflection_lengths(run_dir, figures / "reflection_length.png"),
+            accuracy_by_difficulty(run_dir, figures / "accuracy_by_difficulty.png")]
+    return [p for p in made if p is not None]

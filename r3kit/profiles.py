@@ -1,0 +1,184 @@
+"""Profiles: named sets of parameters for a whole run, resolved into one config dataclass per stage.
+
+A profile is a dict of sections (model, data, student, evaluate, mine, train, control) whose entries
+override the stage dataclass defaults; `control` overrides `train` for the retry-reward control run.
+`resolve(name, run_dir, overrides)` merges user overrides (same shape, e.g. {"train": {"steps": 50}}),
+rejects unknown sections, fields and wrongly typed values with the valid choices listed, validates every
+stage, and returns a RunConfig, before any model is loaded or any notebook starts.
+
+    smoke     seconds: a tiny random model through every stage (what the tests run)
+    cpu-demo  the default: the kit's own student, offline on CPU, about 20 minutes (see student.py)
+    smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
+    <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from r3kit.data import DataConfig
+from r3kit.evaluate import EvalConfig
+from r3kit.gpu_profiles import gpu_profiles
+from r3kit.mining import MiningConfig
+from r3kit.models import ModelConfig
+from r3kit.student import StudentConfig
+from r3kit.tasks import get_task
+from r3kit.train import TrainConfig
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, "evaluate": EvalConfig,
+            "mine": MiningConfig, "train": TrainConfig, "control": TrainConfig}
+TOP_LEVEL = ("description", "task", "prompt_style")
+DEFAULT_PROFILE = "cpu-demo"
+
+_STUDENT_TOKENS = {"attempt_tokens": 24, "reflection_tokens": 12, "retry_tokens": 24}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "description": "seconds: a tiny random model through every stage (tests)",
+        "task": "countdown", "prompt_style": "compact",
+        "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
+        "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30},
+        "data": {"n_test": 12, "n_train": 24},
+        "evaluate": {**_STUDENT_TOKENS, "batch_size": 32},
+        "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
+        "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
+                  "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0},
+    },
+    "cpu-demo": {
+        "description": "default: the kit's own student (Countdown), offline on CPU, about 20 minutes",
+        "task": "countdown", "prompt_style": "compact",
+        "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
+        "student": {"steps": 800},
+        "data": {"n_test": 1000, "n_train": 8000},
+        "evaluate": {**_STUDENT_TOKENS, "batch_size": 250},
+        "mine": {"k": 4, "keep": "any", "attempt_tokens": 24, "temperature": 1.0, "chunk_size": 1000, "batch_size": 500},
+        "train": {"steps": 150, "problems_per_step": 16, "group_size": 8, "micro_batch_size": 128, "learning_rate": 1e-4,
+                  "beta": 0.001, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 12, "retry_tokens": 24,
+                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 128, "save_steps": 50},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0},
+    },
+    "smollm2-function-calling": {
+        "description": "SmolLM2-135M-Instruct (shipped in a wheel) on offline function calling, CPU; no learning expected",
+        "task": "function_calling", "prompt_style": "instruct",
+        "model": {"name": "smollm2-135m", "dtype": "float32", "max_seq_length": 2048},
+        "data": {"n_test": 48, "n_train": 64},
+        "evaluate": {"attempt_tokens": 96, "reflection_tokens": 64, "retry_tokens": 96, "batch_size": 16},
+        "mine": {"k": 2, "attempt_tokens": 96, "chunk_size": 32, "batch_size": 16},
+        "train": {"steps": 4, "problems_per_step": 2, "group_size": 4, "micro_batch_size": 4, "reflection_tokens": 64,
+                  "retry_tokens": 96, "learning_rate": 1e-5, "lora_r": 8, "lora_alpha": 16, "save_steps": 2,
+                  "generation_batch_size": 16},
+        "control": None,
+    },
+    **gpu_profiles(),
+}
+
+
+@dataclass
+class RunConfig:
+    profile: str
+    run_dir: Path
+    task: str
+    prompt_style: str
+    model: ModelConfig
+    data: DataConfig
+    student: StudentConfig | None
+    evaluate: EvalConfig
+    mine: MiningConfig
+    train: TrainConfig
+    control: TrainConfig | None
+
+    def get_task(self):
+        return get_task(self.task, style=self.prompt_style)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"profile": self.profile, "run_dir": str(self.run_dir), "task": self.task, "prompt_style": self.prompt_style}
+        for name in SECTIONS:
+            value = getattr(self, name)
+            out[name] = dataclasses.asdict(value) if value is not None else None
+        return out
+
+
+def project_root() -> Path:
+    """The checkout holding this package (where results/ and notebooks/ live), else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def profile_names() -> list[str]:
+    return list(PROFILES)
+
+
+def describe() -> str:
+    width = max(len(n) for n in PROFILES)
+    return "\n".join(f"{name:<{width}}  {PROFILES[name]['description']}" for name in PROFILES)
+
+
+def _coerce(section: str, cls, values: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {section} parameter(s) {unknown}; valid: {sorted(fields)}")
+    defaults = dataclasses.asdict(cls())
+    out = {}
+    for name, value in values.items():
+        default = defaults[name]
+        if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+            value = tuple(value)
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{section}.{name} must be true or false, got {value!r}")
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif default is not None and value is not None and not isinstance(value, type(default)):
+            raise ValueError(f"{section}.{name} must be {type(default).__name__}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
+    for key, value in overrides.items():
+        if key not in SECTIONS and key not in TOP_LEVEL:
+            raise ValueError(f"unknown override {key!r}; valid: {sorted([*SECTIONS, *TOP_LEVEL])}")
+        if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """The validated RunConfig of profile `name` with `overrides`; run_dir defaults to results/<name>."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles:\n{describe()}")
+    spec = _merge(PROFILES[name], overrides or {})
+    run_dir = Path(run_dir) if run_dir else project_root() / "results" / name
+    task = spec.get("task", "countdown")
+    style = spec.get("prompt_style", "instruct")
+    get_task(task, style=style)  # unknown task or style -> clear error
+    student = StudentConfig(**_coerce("student", StudentConfig, spec["student"])) if spec.get("student") is not None else None
+    data_values = _coerce("data", DataConfig, {**spec.get("data", {}), "task": task})
+    if student is not None and not data_values.get("generator"):
+        data_values["generator"] = student.generator_ranges()
+    model_values = _coerce("model", ModelConfig, spec.get("model", {}))
+    if model_values.get("name") == "student":
+        if student is None:
+            raise ValueError("model.name 'student' needs a student section in the profile")
+        model_values["name"] = str(run_dir / "student")
+    train_values = _coerce("train", TrainConfig, spec.get("train", {}))
+    control = spec.get("control")
+    run = RunConfig(
+        profile=name, run_dir=run_dir, task=task, prompt_style=style,
+        model=ModelConfig(**model_values), data=DataConfig(**data_values), student=student,
+        evaluate=EvalConfig(**_coerce("evaluate", EvalConfig, spec.get("evaluate", {}))),
+        mine=MiningConfig(**_coerce("mine", MiningConfig, spec.get("mine", {}))),
+        train=TrainConfig(**train_values),
+        control=TrainConfig(**{**train_values, **_coerce("control", TrainConfig, control)}) if control is not None else None,
+    )
+    for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control):
+        if stage is not None:
+            stage.validate()
+    return run

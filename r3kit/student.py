@@ -1,0 +1,203 @@
+"""The CPU student: a small Qwen2 the kit trains itself, offline, to have partial Countdown skill.
+
+Models that show R3's effect (1.5B+) cannot run on a CPU, and a random or 135M model has no skill to
+build on. So the cpu-demo makes its own: a character-level Qwen2 (about 1.8M parameters) trained by
+plain supervised learning, for a fixed number of steps, on generated Countdown problems written as
+R3 conversations in the compact prompt style. For every problem a random correct solution with whole
+intermediate values is chosen; its worked form is the reflection. The training mix:
+    solve       problem -> <answer>(49-37)*5</answer>
+    reflect     problem -> a wrong attempt (not trained on) -> "wrong. reflect"
+                -> "49-37=12,12*5=60 so (49-37)*5" -> "retry" -> <answer>(49-37)*5</answer>
+    no_reflect  problem -> wrong attempt -> "wrong. retry" -> <answer>(49-37)*5</answer>
+    generic     problem -> wrong attempt -> "wrong. reflect" -> the generic reflection -> "retry" -> answer
+So the student learns that a reflection works a solution out, step by step with its values, and that
+a retry writes down the equation its reflection concluded with. Its own reflections are attempts, often wrong
+(a wrong value, a step that cannot reach the target), right often enough to help. R3 rewards the
+reflections whose retry passed the verifier: nothing but its own text and that verdict reaches it.
+Problems whose (target, numbers) appear in `exclude` (the evaluation split) are never trained on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from r3kit.data.countdown import iter_problems, key
+from r3kit.io import write_json
+from r3kit.models import build_char_model, save_model, torch
+from r3kit.tasks import get_task
+
+_OPS = ("+", "-", "*", "/")
+
+
+@dataclass
+class StudentConfig:
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 6
+    min_num: int = 1
+    max_num: int = 50
+    min_target: int = 1
+    max_target: int = 100
+    steps: int = 800
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    mix_solve: float = 0.35
+    mix_reflect: float = 0.45
+    mix_no_reflect: float = 0.1
+    mix_generic: float = 0.1
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic) < 0:
+            raise ValueError("mix weights must be non-negative")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+
+    def generator_ranges(self) -> dict:
+        """The data generator's ranges for the student's world (3-number problems)."""
+        return {"num_counts": (3,), "min_num": self.min_num, "max_num": self.max_num,
+                "min_target": self.min_target, "max_target": self.max_target}
+
+
+def _value(op: str, a: int, b: int) -> int | None:
+    """a op b when it is a whole number >= 0 (the plans the student is taught), else None."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b if a >= b else None
+    if op == "*":
+        return a * b
+    return a // b if b and a % b == 0 else None
+
+
+def plans(nums: list[int], target: int) -> list[tuple[str, str]]:
+    """(reflection, answer) pairs for a 3-number problem: the reflection works a solution out step by step
+    with its values and ends with the equation ("49-37=12,12*5=60 so (49-37)*5"); the answer is that
+    equation ("(49-37)*5"), so a retry only has to write down what its reflection concluded."""
+    out = []
+    for i, j, k in ((0, 1, 2), (0, 2, 1), (1, 2, 0), (1, 0, 2), (2, 0, 1), (2, 1, 0)):
+        a, b, c = nums[i], nums[j], nums[k]
+        for op in _OPS:
+            v = _value(op, a, b)
+            if v is None:
+                continue
+            for op2 in _OPS:
+                if _value(op2, v, c) == target:
+                    answer = f"({a}{op}{b}){op2}{c}"
+                    out.append((f"{a}{op}{b}={v},{v}{op2}{c}={target} so {answer}", answer))
+                if op2 in "-/" and _value(op2, c, v) == target:
+                    answer = f"{c}{op2}({a}{op}{b})"
+                    out.append((f"{a}{op}{b}={v},{c}{op2}{v}={target} so {answer}", answer))
+    return sorted(set(out))
+
+
+def wrong_attempt(nums: list[int], target: int, rng: random.Random) -> str:
+    """A well-formed attempt, in the same form as the answers, whose value is not the target."""
+    task = get_task("countdown")
+    for _ in range(20):
+        a, b, c = rng.sample(list(nums), 3)
+        op1, op2 = rng.choice(_OPS), rng.choice(_OPS)
+        text = f"<answer>({a}{op1}{b}){op2}{c}</answer>" if rng.random() < 0.7 else f"<answer>{c}{op2}({a}{op1}{b})</answer>"
+        if not task.verify(text, {"nums": nums, "target": target}).ok:
+            return text
+    return f"<answer>{nums[0]}</answer>"
+
+
+def conversation(problem: dict, kind: str, rng: random.Random) -> list[tuple[str, str, bool]] | None:
+    """(role, content, trained) turns of one training conversation, or None if no integer plan exists."""
+    task = get_task("countdown", style="compact")
+    options = plans(problem["nums"], problem["target"])
+    if not options:
+        return None
+    reflection, solution = rng.choice(options)
+    answer = f"<answer>{solution}</answer>"
+    p = task.prompts
+    turns = [("user", task.first_messages(problem)[-1]["content"], False)]
+    if kind == "solve":
+        return turns + [("assistant", answer, True)]
+    turns.append(("assistant", wrong_attempt(problem["nums"], problem["target"], rng), False))
+    if kind == "no_reflect":
+        return turns + [("user", p.retry_without_reflection, False), ("assistant", answer, True)]
+    said = (reflection, True) if kind == "reflect" else (p.generic_reflection, False)
+    return turns + [("user", p.reflection_request, False), ("assistant", *said),
+                    ("user", p.retry_request, False), ("assistant", answer, True)]
+
+
+def encode(tokenizer, turns: list[tuple[str, str, bool]]) -> tuple[list[int], list[int]]:
+    """Token ids of the chat-template rendering and labels (-100 where not trained)."""
+    ids, labels = [], []
+    for role, content, trained in turns:
+        head = [tokenizer.convert_tokens_to_ids(f"<|{role}|>")]
+        body = tokenizer(content, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids += head + body
+        labels += [-100] * len(head) + (body if trained else [-100] * len(body))
+    return ids, labels
+
+
+def training_problems(cfg: StudentConfig, exclude: set):
+    """The endless stream of training problems (repeats allowed), never one whose key is in `exclude`."""
+    for problem in iter_problems(None, seed=cfg.seed + 7919, distinct=False, **cfg.generator_ranges()):
+        if key(problem) not in exclude:
+            yield problem
+
+
+def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random):
+    """Endless batches; each batch holds one kind of conversation, so its rows have similar lengths."""
+    kinds = ["solve", "reflect", "no_reflect", "generic"]
+    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic]
+    problems = training_problems(cfg, exclude)
+    while True:
+        batch, kind = [], rng.choices(kinds, weights)[0]
+        while len(batch) < cfg.batch_size:
+            turns = conversation(next(problems), kind, rng)
+            if turns is not None:
+                batch.append(encode(tokenizer, turns))
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        for row, (x, y) in enumerate(batch):
+            ids[row, : len(x)], labels[row, : len(y)] = torch.tensor(x), torch.tensor(y)
+        yield ids, labels, (ids != tokenizer.pad_token_id).long()
+
+
+def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = None) -> dict:
+    """Train the student and save it (a model directory loadable by r3kit.models) to out_dir."""
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    model, tokenizer = build_char_model(cfg.hidden, cfg.layers, cfg.heads, max_positions=512, seed=cfg.seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                                 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    batches = _batches(cfg, tokenizer, exclude or set(), rng)
+    start, losses = time.perf_counter(), []
+    bar = tqdm(range(cfg.steps), desc="student SFT", unit="step")
+    for step in bar:
+        ids, labels, mask = next(batches)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    model.eval()
+    save_model(model, tokenizer, out_dir)
+    summary = {"config": asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
+               "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": time.perf_counter() - start,
+               "loss_curve": losses[:: max(1, len(losses) // 200)]}
+    write_json(Path(out_dir) / "student.json", summary)
+    return summary

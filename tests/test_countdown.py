@@ -1,0 +1,143 @@
+"""The Countdown verifier against hand-written cases, and properties over arbitrary text."""
+
+import random
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from r3kit.data.countdown import generate, solve
+from r3kit.tasks import get_task
+
+TASK = get_task("countdown")
+EX = {"target": 24, "nums": [3, 4, 2]}
+
+
+def verdict(answer_text, example=EX):
+    return TASK.verify(answer_text, example)
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<answer>3 * 4 * 2</answer>",
+        "<answer>(3*4)*2</answer>",
+        "thinking... <answer>2*(4*3)</answer>",
+        "<answer> 3*4*2 \n</answer>",
+        "<answer>3 * (4 + 4)</answer> no wait <answer>4 * 3 * 2</answer>",  # last tag counts
+        "<answer>--3*4*2</answer>",  # unary signs, as Python's eval in TinyZero accepts
+    ],
+)
+def test_correct_answers_pass(completion):
+    assert verdict(completion).ok, verdict(completion)
+
+
+@pytest.mark.parametrize(
+    ("completion", "reason_part"),
+    [
+        ("<answer>3 * 4 + 2</answer>", "value 14 is not the target 24"),
+        ("<answer>3 * 4 * 2 * 2</answer>", "numbers do not match: extra [2]"),
+        ("<answer>4 * 3 * 2 * 1</answer>", "extra [1]"),
+        ("<answer>3 * 8</answer>", "extra [8], unused [2, 4]"),
+        ("<answer>12 * 2</answer>", "numbers do not match"),
+        ("<answer>3 * 4 ^ 2</answer>", "illegal character '^'"),
+        ("<answer>3 ** 4 * 2</answer>", "'**' is not allowed"),
+        ("<answer>3 * * 4 * 2</answer>", "'**' is not allowed"),
+        ("<answer>3.0 * 4 * 2</answer>", "illegal character '.'"),
+        ("<answer>x = 3*4*2</answer>", "illegal character 'x'"),
+        ("<answer>3 * 4 * 2 = 24</answer>", "illegal character '='"),
+        ("<answer>3 * 4 * ٢</answer>", "illegal character"),  # an Arabic-Indic digit is not a digit here
+        ("<answer>3 * 4 * 2)</answer>", "unexpected ')'"),
+        ("<answer>(3 * 4 * 2</answer>", "unbalanced parentheses"),
+        ("<answer></answer>", "empty answer"),
+        ("<answer>   </answer>", "empty answer"),
+        ("3 * 4 * 2", "no <answer> tag"),
+        ("", "no <answer> tag"),
+        ("<answer>3*4*2", "no <answer> tag"),
+        ("3*4*2</answer>", "no <answer> tag"),
+        ("<answer>3 * 4 * 2</answer> then <answer>3 + 4 + 2</answer>", "value 9"),  # the last tag counts
+    ],
+)
+def test_wrong_answers_fail_with_reason(completion, reason_part):
+    result = verdict(completion)
+    assert not result.ok
+    assert reason_part in result.reason, result.reason
+
+
+def test_division_by_zero_is_a_verdict_not_an_exception():
+    result = TASK.verify("<answer>3 / (4 - 4) + 2</answer>", {"target": 1, "nums": [3, 4, 4, 2]})
+    assert not result.ok and result.reason == "division by zero"
+
+
+def test_exact_fractions_not_floats():
+    # 1/3 * 3 is exactly 1 over fractions (a float evaluation would give 0.999...)
+    assert TASK.verify("<answer>1 / 3 * 3</answer>", {"target": 1, "nums": [1, 3, 3]}).ok
+    assert TASK.verify("<answer>(7 - 1 / 3) * 3</answer>", {"target": 20, "nums": [7, 1, 3, 3]}).ok
+
+
+def test_huge_numbers_and_deep_nesting_are_bounded():
+    assert "more than 12 digits" in verdict("<answer>" + "9" * 50 + "</answer>").reason
+    assert "longer than" in verdict("<answer>" + "9" * 5000 + "</answer>").reason
+    assert "deeper than" in verdict("<answer>" + "(" * 200 + "3*4*2" + ")" * 200 + "</answer>").reason
+    assert "deeper than" in verdict("<answer>" + "-" * 300 + "3*4*2</answer>").reason
+    assert "longer than" in verdict("<answer>" + "3+" * 1000 + "3</answer>").reason
+
+
+def test_a_target_a_repeated_number_must_be_used_twice():
+    assert TASK.verify("<answer>5 * 5 - 1</answer>", {"target": 24, "nums": [5, 5, 1]}).ok
+    assert "unused [5]" in TASK.verify("<answer>5 * 5 - 1</answer>", {"target": 24, "nums": [5, 5, 5, 1]}).reason
+
+
+def test_non_text_completion_is_a_failed_verdict():
+    assert not TASK.verify(None, EX).ok
+    assert not TASK.verify(b"<answer>3*4*2</answer>", EX).ok
+
+
+def test_bad_examples_are_named():
+    with pytest.raises(ValueError, match="missing column"):
+        TASK.validate_example({"target": 3})
+    with pytest.raises(ValueError, match="nums"):
+        TASK.validate_example({"target": 3, "nums": "1 2"})
+
+
+def test_first_messages_and_turns_use_the_prompt_templates():
+    messages = TASK.first_messages(EX)
+    assert messages[-1]["role"] == "user" and "[3, 4, 2]" in messages[-1]["content"] and "24" in messages[-1]["content"]
+    compact = get_task("countdown", style="compact")
+    assert compact.first_messages(EX) == [{"role": "user", "content": "3 4 2 = 24"}]
+    assert compact.reflection_request()["role"] == "user"
+    assert get_task("countdown", task="{target} from {nums}").first_messages(EX)[-1]["content"] == "24 from [3, 4, 2]"
+
+
+@given(st.text(max_size=2000))
+@settings(max_examples=300, deadline=None)
+def test_verifier_never_raises_on_arbitrary_text(text):
+    for completion in (text, f"<answer>{text}</answer>"):
+        start = time.perf_counter()
+        result = TASK.verify(completion, {"target": 10, "nums": [1, 2, 3, 4]})
+        assert isinstance(result.ok, bool) and isinstance(result.reason, str)
+        assert time.perf_counter() - start < 0.05
+
+
+@given(st.text(alphabet="0123456789+-*/() ", max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_verifier_never_raises_on_arithmetic_looking_text(text):
+    start = time.perf_counter()
+    result = TASK.verify(f"<answer>{text}</answer>", {"target": 10, "nums": [1, 2, 3, 4]})
+    assert isinstance(result.ok, bool)
+    assert time.perf_counter() - start < 0.05
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=60, deadline=None)
+def test_every_generated_problem_has_a_solution_that_verifies(seed):
+    for row in generate(3, seed=seed, num_counts=(3, 4)):
+        solution = solve(row["nums"], row["target"], random.Random(seed))
+        assert solution is not None
+        assert TASK.verify(f"<answer>{solution}</answer>", row).ok
+
+
+def test_solver_finds_known_solutions_and_reports_impossible_ones():
+    assert TASK.verify(f"<answer>{solve([1, 2, 3, 4], 24)}</answer>", {"target": 24, "nums": [1, 2, 3, 4]}).ok
+    assert solve([1, 1, 1], 100) is None

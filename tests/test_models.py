@@ -1,0 +1,54 @@
+"""Model loading through Unsloth, the locally built models, LoRA, and clear errors for missing models."""
+
+import pytest
+
+from r3kit.models import ModelConfig, attach_lora, build_char_tokenizer, load_model, resolve_model_path
+
+
+def test_char_tokenizer_round_trips_and_renders_chat_turns():
+    tok = build_char_tokenizer()
+    text = "12 7 3 = 33 <answer>(12-7)*3</answer>"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert len(tok("<answer>", add_special_tokens=False)["input_ids"]) == 1
+    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert rendered == "<|user|>hi<|im_end|><|assistant|>"
+
+
+def test_tiny_model_loads_through_unsloth(tiny):
+    model, tokenizer = tiny
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert str(model.dtype) == "torch.float32"
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|pad|>"
+    assert hasattr(model, "for_inference") and hasattr(model, "for_training")  # attached by Unsloth's loader
+
+
+def test_lora_trains_adapters_only():
+    model, _ = load_model(ModelConfig(name="tiny"))
+    model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    assert any("q_proj" in name for name in trainable) and not any("k_proj" in name for name in trainable)
+
+
+def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="not found"):
+        load_model(ModelConfig(name="no-such-model"))
+    with pytest.raises(ValueError, match="no config.json"):
+        load_model(ModelConfig(name=str(tmp_path)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+        resolve_model_path("Qwen/Qwen2.5-1.5B-Instruct")
+    with pytest.raises(ValueError, match="dtype"):
+        load_model(ModelConfig(name="tiny", dtype="int8"))
+    with pytest.raises(ValueError, match="needs a GPU"):
+        load_model(ModelConfig(name="tiny", fast_inference=True))
+
+
+@pytest.mark.slow
+def test_smollm2_from_its_wheel_writes_real_text():
+    from r3kit.generation import HFGenerator, Sampling
+
+    model, tokenizer = load_model(ModelConfig(name="smollm2-135m"))
+    out = HFGenerator(model, tokenizer).generate([[{"role": "user", "content": "What is the capital of France?"}]],
+                                                Sampling(max_new_tokens=24))
+    assert "Paris" in out[0].text

@@ -1,0 +1,110 @@
+"""Notebooks: stored clean, parameterised, thin; and papermill runs the smoke profile end to end."""
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from r3kit.evaluate import summarize
+from r3kit.io import read_jsonl
+from r3kit.profiles import DEFAULT_PROFILE, resolve
+from r3kit.reproduce import plan
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cells[0].source).body}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_clean_with_metadata_and_a_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3" and nb.metadata["kernelspec"]["language"] == "python"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has stored outputs"
+    params = parameters(path)
+    assert params
+    if path.name != "00_tour.ipynb":
+        assert params["profile"] == DEFAULT_PROFILE and params["run_dir"] == "" and params["overrides"] == {}
+        assert "google.colab" in nb.cells[1].source  # the install cell that only acts on Colab
+
+
+def test_reproduce_plan_covers_every_numbered_notebook():
+    used = {notebook for notebook, _, _ in plan(resolve("cpu-demo"))}
+    assert used == {p.name for p in NOTEBOOKS if p.name != "00_tour.ipynb"}
+    names = [name for _, _, name in plan(resolve("cpu-demo"))]
+    assert names == sorted(names) and len(set(names)) == len(names)
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end_through_papermill(tmp_path):
+    from r3kit.reproduce import reproduce
+
+    run_dir = tmp_path / "smoke"
+    manifest = reproduce("smoke", run_dir)
+    assert [entry["status"] for entry in manifest["notebooks"]] == ["ok"] * len(plan(resolve("smoke", run_dir)))
+    assert manifest["versions"]["trl"] == "1.15.0" and manifest["machine"]["cpus"] >= 1
+    assert set(manifest["parameters"]) >= {"model", "data", "train", "control", "evaluate", "mine", "student"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"vanilla", "trained", "retry_control"}
+    for which, entry in metrics.items():
+        transcripts = read_jsonl(run_dir / "eval" / which / "transcripts.jsonl")
+        recomputed = summarize(transcripts)
+        assert entry["first_try"]["n"] == len(transcripts) == resolve("smoke").data.n_test
+        for key in ("first_try", "second_try", "retry_no_reflection", "retry_generic_reflection"):
+            assert entry[key] == recomputed[key]
+    for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "accuracy_by_difficulty.png"):
+        assert (run_dir / "figures" / name).stat().st_size > 0
+    for variant in ("r3", "retry_control"):
+        assert (run_dir / "train" / variant / "log.csv").exists() and (run_dir / "train" / variant / "adapter").exists() or \
+            (run_dir / "train" / variant / "model").exists()
+    assert (run_dir / "failures" / "manifest.json").exists() and (run_dir / "student.json").exists()
+    assert len(list((run_dir / "notebooks").glob("*.ipynb"))) == len(manifest["notebooks"])
+    stamp = (run_dir / "metrics.json").stat().st_mtime
+    reproduce("smoke", run_dir)  # a second run regenerates the files
+    assert (run_dir / "metrics.json").stat().st_mtime > stamp
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_stops_the_run_and_names_itself(tmp_path):
+    from r3kit.reproduce import NotebookFailed, reproduce
+
+    with pytest.raises(NotebookFailed, match=r"03_mine_failures.ipynb .* failed in cell \d+: ValueError: k .attempts"):
+        reproduce("smoke", tmp_path, overrides={}, notebooks_dir=_broken_notebooks(tmp_path))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [e["status"] for e in manifest["notebooks"]][-1] == "failed"
+    assert (tmp_path / "metrics.json").exists()  # what the earlier notebooks wrote stays
+
+
+def _broken_notebooks(tmp_path):
+    """A copy of the notebooks whose mining notebook asks for k = 0 attempts."""
+    folder = tmp_path / "broken_notebooks"
+    folder.mkdir()
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        if path.name == "03_mine_failures.ipynb":
+            for cell in nb.cells:
+                if "mine_stage(run)" in cell.source:
+                    cell.source = "import dataclasses\nrun.mine = dataclasses.replace(run.mine, k=0)\n" + cell.source
+        nbformat.write(nb, folder / path.name)
+    return folder
+
+
+@pytest.mark.slow
+def test_tour_runs_with_the_tiny_model(tmp_path):
+    import papermill
+
+    papermill.execute_notebook(str(NOTEBOOKS[0]), str(tmp_path / "tour.ipynb"), kernel_name="python3", progress_bar=False,
+                               parameters={"model_name": "tiny", "prompt_style": "compact", "max_tokens": 16},
+                               cwd=str(NOTEBOOKS[0].parent))
+    executed = nbformat.read(tmp_path / "tour.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "first attempt:" in text and "COMPLETION (the only tokens the loss sees)" in text and "step" in text

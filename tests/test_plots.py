@@ -1,0 +1,45 @@
+"""Figures are drawn from saved files only: a hand-made run folder gives the table and every PNG."""
+
+import csv
+import json
+
+from r3kit.evaluate import proportion
+from r3kit.io import write_json, write_jsonl
+from r3kit.plots import all_figures, table_markdown
+
+
+def _entry(successes, n=200):
+    return proportion(successes, n)
+
+
+def make_run(path):
+    for which, base in (("vanilla", 60), ("trained", 80), ("retry_control", 70)):
+        metrics = {"first_try": _entry(base), "second_try": _entry(base + 20), "retry_no_reflection": _entry(base + 10),
+                   "retry_generic_reflection": _entry(base + 12),
+                   "by_difficulty": {"3 numbers": {"first_try": _entry(base // 2, 100), "second_try": _entry(base // 2 + 9, 100)},
+                                     "4 numbers": {"first_try": _entry(base // 4, 100), "second_try": _entry(base // 4 + 3, 100)}}}
+        existing = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
+        write_json(path / "metrics.json", {**existing, which: metrics})
+        write_jsonl(path / "eval" / which / "transcripts.jsonl",
+                    [{"second": {"reflection": {"reflection_tokens": 5 + i % (7 if which == "vanilla" else 3)}}} for i in range(50)])
+    for variant in ("r3", "retry_control"):
+        (path / "train" / variant).mkdir(parents=True)
+        with open(path / "train" / variant / "log.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["step", "reward", "frac_zero_std", "reflection_tokens", "kl"])
+            writer.writeheader()
+            for step in range(1, 31):
+                writer.writerow({"step": step, "reward": 0.2 + step / 100, "frac_zero_std": 0.5, "reflection_tokens": 8, "kl": step / 1000})
+
+
+def test_all_figures_from_files(tmp_path):
+    make_run(tmp_path)
+    files = all_figures(tmp_path)
+    names = {p.name for p in files}
+    assert names == {"table.md", "table.png", "accuracy.png", "training_curves.png", "reflection_length.png",
+                     "accuracy_by_difficulty.png"}
+    for path in files:
+        if path.suffix == ".png":
+            data = path.read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    table = table_markdown(tmp_path)
+    assert "| vanilla | 30.0 [" in table and "| R3-trained | 40.0 [" in table and "n = 200" in table

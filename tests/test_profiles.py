@@ -1,0 +1,64 @@
+"""Profiles resolve into validated stage configs; bad names and parameters fail with the choices listed."""
+
+import pytest
+
+from r3kit.cli import parse_sets
+from r3kit.gpu_profiles import GPUS, MODELS
+from r3kit.profiles import DEFAULT_PROFILE, PROFILES, resolve
+
+
+def test_every_profile_resolves_without_a_gpu(tmp_path):
+    for name in PROFILES:
+        run = resolve(name, tmp_path / name)
+        assert run.train.problems_per_step * run.train.group_size % run.train.micro_batch_size == 0
+        assert run.data.task == run.task
+
+
+def test_gpu_profiles_cover_the_paper_models_on_both_tasks_and_fit_their_cards():
+    for short, (hub_id, params_b) in MODELS.items():
+        for task in ("countdown", "apigen"):
+            for gpu, memory in GPUS.items():
+                run = resolve(f"{short}-{task}-{gpu}")
+                assert run.model.name == hub_id and run.model.fast_inference
+                weights = params_b * (0.7 if run.model.load_in_4bit else 2.0)
+                assert weights < memory * (1 - run.model.gpu_memory_utilization) + memory * 0.35
+                assert run.data.source == "hub"
+    assert resolve("qwen2.5-7b-countdown-t4").model.load_in_4bit
+    assert not resolve("llama3.1-8b-apigen-a100").model.load_in_4bit
+    assert resolve("qwen2-7b-apigen-a100").data.n_test == 12_000
+    assert resolve("qwen2.5-1.5b-countdown-a100").data.n_test == 15_000
+
+
+def test_default_profile_is_the_offline_cpu_demo():
+    run = resolve(DEFAULT_PROFILE)
+    assert DEFAULT_PROFILE == "cpu-demo" and run.student is not None
+    assert run.model.name.endswith("results/cpu-demo/student")
+    assert run.data.source == "generate" and run.data.generator == run.student.generator_ranges()
+    assert run.control is not None and run.control.reward_target == "retry" and run.train.reward_target == "reflection"
+    assert run.control.steps == run.train.steps and run.control.learning_rate == run.train.learning_rate
+
+
+def test_overrides_merge_and_bad_ones_are_named():
+    run = resolve("smoke", overrides={"train": {"steps": 7}, "evaluate": {"n_examples": 3}})
+    assert run.train.steps == 7 and run.control.steps == 7 and run.evaluate.n_examples == 3
+    with pytest.raises(ValueError, match="(?s)unknown profile 'nope'; valid profiles:\n.*cpu-demo"):
+        resolve("nope")
+    with pytest.raises(ValueError, match=r"unknown train parameter\(s\) \['stepz'\]; valid: .*steps"):
+        resolve("smoke", overrides={"train": {"stepz": 3}})
+    with pytest.raises(ValueError, match="unknown override"):
+        resolve("smoke", overrides={"trian": {}})
+    with pytest.raises(ValueError, match="train.steps must be int"):
+        resolve("smoke", overrides={"train": {"steps": "many"}})
+    with pytest.raises(ValueError, match="group size does not fit"):
+        resolve("smoke", overrides={"train": {"micro_batch_size": 3}})
+    with pytest.raises(ValueError, match="unknown task"):
+        resolve("smoke", overrides={"task": "chess"})
+    with pytest.raises(ValueError, match="needs a student"):
+        resolve("smollm2-function-calling", overrides={"model": {"name": "student"}})
+
+
+def test_cli_set_parsing():
+    assert parse_sets(["train.steps=5", "task=function_calling", "data.generator={\"max_num\": 9}"]) == {
+        "train": {"steps": 5}, "task": "function_calling", "data": {"generator": {"max_num": 9}}}
+    with pytest.raises(ValueError, match="section.field=value"):
+        parse_sets(["steps"])

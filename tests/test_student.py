@@ -1,0 +1,83 @@
+"""The CPU student: plans, training conversations, label masks, and a tiny make_student run."""
+
+import itertools
+import random
+
+from r3kit.data.countdown import key
+from r3kit.models import build_char_tokenizer
+from r3kit.student import (
+    StudentConfig,
+    _batches,
+    conversation,
+    encode,
+    make_student,
+    plans,
+    training_problems,
+    wrong_attempt,
+)
+from r3kit.tasks import get_task
+
+TASK = get_task("countdown")
+
+
+def test_reflections_work_out_verified_solutions():
+    options = plans([7, 3, 12], 33)
+    assert ("3*7=21,21+12=33 so (3*7)+12", "(3*7)+12") in options
+    assert all("12-7" not in reflection for reflection, _ in options)
+    assert ("49-37=12,12*5=60 so (49-37)*5", "(49-37)*5") in plans([37, 49, 5], 60)
+    assert ("2+3=5,10-5=5 so 10-(2+3)", "10-(2+3)") in plans([2, 3, 10], 5)
+    for nums, target in [([7, 3, 12], 33), ([37, 49, 5], 60), ([2, 2, 2], 8), ([6, 4, 9], 15), ([2, 3, 10], 5)]:
+        for reflection, answer in plans(nums, target):
+            assert TASK.verify(f"<answer>{answer}</answer>", {"nums": nums, "target": target}).ok
+            steps, concluded = reflection.split(" so ")
+            first, second = steps.split(",")
+            assert concluded == answer and first.split("=")[0] in answer and second.endswith(f"={target}")
+    assert plans([1, 1, 1], 100) == []
+
+
+def test_conversations_train_only_the_right_turns():
+    rng = random.Random(0)
+    problem = {"nums": [37, 49, 5], "target": 60}
+    solve = conversation(problem, "solve", rng)
+    assert [(r, t) for r, _, t in solve] == [("user", False), ("assistant", True)]
+    reflect = conversation(problem, "reflect", rng)
+    assert [t for _, _, t in reflect] == [False, False, False, True, False, True]
+    wrong = reflect[1][1]
+    assert not TASK.verify(wrong, problem).ok and TASK.verify(reflect[-1][1], problem).ok
+    worked = reflect[3][1]
+    assert worked.split("=")[0] in reflect[-1][1]
+    generic = conversation(problem, "generic", rng)
+    assert generic[3] == ("assistant", "think again", False)
+    assert not TASK.verify(wrong_attempt([1, 2, 3], 6, rng), {"nums": [1, 2, 3], "target": 6}).ok
+
+
+def test_encoding_matches_the_chat_template_and_masks_labels():
+    tokenizer = build_char_tokenizer()
+    turns = [("user", "1 2 3 = 6", False), ("assistant", "<answer>1+2+3</answer>", True)]
+    ids, labels = encode(tokenizer, turns)
+    rendered = tokenizer.apply_chat_template([{"role": r, "content": c} for r, c, _ in turns], tokenize=False)
+    assert ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    trained = [i for i, label in zip(ids, labels) if label != -100]
+    assert tokenizer.decode(trained) == "<answer>1+2+3</answer><|im_end|>"
+
+
+def test_training_stream_never_contains_excluded_problems():
+    cfg = StudentConfig(max_num=6, max_target=12)
+    unfiltered = [key(p) for p in itertools.islice(training_problems(cfg, set()), 3000)]
+    exclude = set(unfiltered[:5])
+    filtered = [key(p) for p in itertools.islice(training_problems(cfg, exclude), 3000)]
+    assert sum(k in exclude for k in unfiltered) > 5  # the excluded problems do come up in the raw stream
+    assert not exclude & set(filtered)
+    ids, labels, mask = next(_batches(StudentConfig(batch_size=8), build_char_tokenizer(), exclude, random.Random(0)))
+    assert ids.shape[0] == 8 and (labels != -100).any()
+
+
+def test_make_student_saves_a_loadable_model(tmp_path):
+    from r3kit.models import ModelConfig, load_model
+
+    summary = make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=3, batch_size=4), tmp_path / "student",
+                           exclude={key({"target": 6, "nums": [1, 2, 3]})})
+    assert summary["parameters"] > 10_000 and len(summary["loss_curve"]) == 3
+    model, tokenizer = load_model(ModelConfig(name=str(tmp_path / "student")))
+    text = "37 49 5 = 60 <answer>5*(49-37)</answer>"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text

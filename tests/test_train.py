@@ -1,0 +1,167 @@
+"""The R3 trainer on CPU through Unsloth with the tiny model: what the loss sees, what the reward is,
+what changes, resuming, and the errors raised before training."""
+
+import csv
+
+import datasets
+import pytest
+import torch
+from fakes import ScriptedGenerator
+
+from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.prompts import get_prompts
+from r3kit.tasks import get_task
+from r3kit.tasks.countdown import CountdownTask
+from r3kit.train import TrainConfig, build_trainer, check_failures, train
+
+TASK = get_task("countdown", style="compact")
+COMPACT = get_prompts("countdown", "compact")
+FAILURES = datasets.Dataset.from_list(
+    [{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"} for t in range(3, 11)])
+CFG = TrainConfig(steps=2, problems_per_step=2, group_size=4, micro_batch_size=4, learning_rate=5e-2, beta=0.0,
+                  reflection_tokens=8, retry_tokens=8, save_steps=1, generation_batch_size=8)
+
+
+def reflections_then_retries(tokenizer):
+    """Reflection i of a group is "ri" with i cycling 0..3; the retry repeats the reflection's last character,
+    so retry success (under EvenRetry) depends on which reflection preceded it."""
+    count = {"n": 0}
+
+    def script(conversation):
+        if conversation[-1]["content"] == TASK.prompts.reflection_request:
+            count["n"] += 1
+            return f"r{count['n'] % 4}"
+        return f"<answer>{conversation[-2]['content'][-1]}</answer>"
+
+    return lambda model, tok, batch_size=64: ScriptedGenerator(tokenizer, script)
+
+
+class EvenRetry(CountdownTask):
+    """A deterministic fake verifier: a retry passes iff its answer is an even digit."""
+
+    name = "even_retry"
+
+    def verify(self, completion, example):
+        from r3kit.tasks import Verdict
+
+        digit = completion.replace("<answer>", "").replace("</answer>", "")
+        return Verdict(digit.isdigit() and int(digit) % 2 == 0, "even" if digit.isdigit() and int(digit) % 2 == 0 else "odd")
+
+
+def capture(trainer):
+    seen = []
+    original = trainer._generate_and_score_completions
+
+    def wrapped(inputs):
+        out = original(inputs)
+        seen.append(out)
+        return out
+
+    trainer._generate_and_score_completions = wrapped
+    reward = trainer.reward_funcs[0]
+    rewards = []
+
+    def recording(*args, **kwargs):
+        values = reward(*args, **kwargs)
+        rewards.append((list(kwargs["reflection_text"]), list(kwargs["retry_text"]), values))
+        return values
+
+    recording.__name__ = reward.__name__
+    trainer.reward_funcs[0] = recording
+    return seen, rewards
+
+
+@pytest.fixture
+def lora_model():
+    model, tokenizer = load_model(ModelConfig(name="tiny"))
+    return attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]), tokenizer
+
+
+@pytest.mark.parametrize("target", ["reflection", "retry"])
+def test_loss_sees_only_the_trained_turn_and_reward_is_the_retry_verdict(lora_model, tmp_path, target):
+    model, tokenizer = lora_model
+    task = EvenRetry(prompts=COMPACT)
+    cfg = TrainConfig(**{**CFG.__dict__, "reward_target": target, "retry_temperature": 1.0 if target == "retry" else 0.0})
+    trainer = build_trainer(model, tokenizer, task, FAILURES, cfg, tmp_path, reflections_then_retries(tokenizer))
+    seen, rewards = capture(trainer)
+    trainer.train()
+    assert seen and rewards
+    for batch, (reflections, retries, values) in zip(seen, rewards):
+        # reward i is the verdict on the retry that followed reflection i
+        assert values == [1.0 if int(r[-1]) % 2 == 0 else 0.0 for r in reflections]
+        assert retries == [f"<answer>{r[-1]}</answer>" for r in reflections]
+        mask = batch["completion_mask"] * batch.get("tool_mask", torch.ones_like(batch["completion_mask"]))
+        trained = [tokenizer.decode([t for t, m in zip(ids.tolist(), row.tolist()) if m]) for ids, row in
+                   zip(batch["completion_ids"], mask)]
+        prompts = [tokenizer.decode(ids[m.bool()]) for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
+        expected = reflections if target == "reflection" else retries
+        assert trained == [f"{text}<|im_end|>" for text in expected]
+        for prompt, reflection in zip(prompts, reflections):
+            assert "<answer>" not in trained[0] or target == "retry"
+            if target == "reflection":
+                assert prompt.endswith(f"{TASK.prompts.reflection_request}<|im_end|><|assistant|>")
+                assert reflection not in prompt
+            else:
+                assert prompt.endswith(f"{reflection}<|im_end|><|user|>{TASK.prompts.retry_request}<|im_end|><|assistant|>")
+        # groups of G share a prompt in R3 (the same failed attempt), so advantages compare reflections
+        if target == "reflection":
+            assert all(prompts[i] == prompts[i - i % 4] for i in range(len(prompts)))
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(0.0 <= float(r["frac_zero_std"]) <= 1.0 and float(r["step_time"]) > 0 for r in rows)
+
+
+def test_training_changes_lora_weights_and_leaves_base_weights(lora_model, tmp_path):
+    model, tokenizer = lora_model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, CFG, tmp_path,
+                            reflections_then_retries(tokenizer))
+    trainer.train()
+    after = dict(model.named_parameters())
+    lora = [n for n in before if "lora_" in n]
+    base = [n for n in before if "lora_" not in n]
+    assert lora and base
+    assert any(not torch.equal(before[n], after[n]) for n in lora)
+    assert all(torch.equal(before[n], after[n]) for n in base)
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 4, "save_steps": 2})
+    task = EvenRetry(prompts=COMPACT)
+    tokenizer = load_model(ModelConfig(name="tiny"))[1]
+    calls = {"n": 0}
+    good = reflections_then_retries(tokenizer)
+
+    def crashing(model, tok, batch_size=64):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third step's rollout
+            raise RuntimeError("simulated crash")
+        return good(model, tok, batch_size)
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(ModelConfig(name="tiny"), task, FAILURES, cfg, tmp_path, generator_factory=crashing)
+    summary = train(ModelConfig(name="tiny"), task, FAILURES, cfg, tmp_path, generator_factory=good)
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 4
+    assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "log.csv"))] == [1, 2, 3, 4]
+    assert (tmp_path / "adapter" / "adapter_config.json").exists() and (tmp_path / "config.json").exists()
+
+
+def test_clear_errors_before_training(tmp_path):
+    with pytest.raises(ValueError, match="failure dataset is empty"):
+        train(ModelConfig(name="tiny"), TASK, FAILURES.select([]), CFG, tmp_path)
+    with pytest.raises(ValueError, match="group size does not fit the batch"):
+        train(ModelConfig(name="tiny"), TASK, FAILURES, TrainConfig(problems_per_step=3, group_size=4, micro_batch_size=8), tmp_path)
+    with pytest.raises(ValueError, match="lacks column"):
+        train(ModelConfig(name="tiny"), TASK, FAILURES.remove_columns("failed_attempt"), CFG, tmp_path)
+    with pytest.raises(ValueError, match="not found"):
+        train(ModelConfig(name="no-such-model"), TASK, FAILURES, CFG, tmp_path)
+    with pytest.raises(ValueError, match="retry_temperature > 0"):
+        TrainConfig(reward_target="retry", retry_temperature=0.0).validate()
+
+    class NoVerifier(CountdownTask):
+        name = "no_verifier"
+        verify = __import__("r3kit.tasks.base", fromlist=["Task"]).Task.verify
+
+    with pytest.raises(ValueError, match="no verifier"):
+        check_failures(NoVerifier(prompts=COMPACT), FAILURES)
+    assert not (tmp_path / "checkpoints").exists()
