@@ -61,6 +61,18 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mcnemar(before: list[bool], after: list[bool]) -> dict[str, Any]:
+    """Paired comparison of two sets of verdicts on the same problems: exact one-sided McNemar test that
+    `after` passes more often than `before` (p = P[Binomial(b + c, 1/2) >= b], b = only `after` passed)."""
+    if len(before) != len(after):
+        raise ValueError(f"paired verdicts need equal lengths, got {len(before)} and {len(after)}")
+    gained = sum(a and not b for b, a in zip(before, after))
+    lost = sum(b and not a for b, a in zip(before, after))
+    n = gained + lost
+    p = sum(math.comb(n, k) for k in range(gained, n + 1)) / 2**n if n else 1.0
+    return {"gained": gained, "lost": lost, "p_value": p}
+
+
 def proportion(successes: int, n: int) -> dict[str, Any]:
     low, high = wilson(successes, n)
     return {"accuracy": successes / n if n else 0.0, "ci_low": low, "ci_high": high, "n": n, "successes": successes}

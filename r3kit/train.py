@@ -107,13 +107,14 @@ def make_rollout(task: Task, cfg: TrainConfig, log: dict, generator_factory=make
     def rollout(prompts, trainer):
         model = trainer.accelerator.unwrap_model(trainer.model)
         generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size)
+        start = time.perf_counter()
         seed = cfg.seed * 1_000_003 + trainer.state.global_step * 2
         reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
         retry_prompts = [retry_conversation(task, p, r.text) for p, r in zip(prompts, reflections)]
         retries = generator.generate(retry_prompts, Sampling(cfg.retry_tokens, cfg.retry_temperature, cfg.top_p, seed + 1))
         trained = reflections if cfg.reward_target == "reflection" else retries
         logprobs = [c.logprobs for c in trained]
-        log.update(tokens_per_second=generator.stats.tokens_per_second,
+        log.update(tokens_per_second=generator.stats.tokens_per_second, rollout_seconds=time.perf_counter() - start,
                    reflection_tokens=sum(len(r.token_ids) for r in reflections) / len(reflections),
                    retry_tokens=sum(len(r.token_ids) for r in retries) / len(retries))
         return {
@@ -136,7 +137,7 @@ def make_reward(task: Task, log: dict):
             example = {c: columns[c][i] for c in task.columns}
             rewards.append(1.0 if task.verify(text, example).ok else 0.0)
         if log_metric is not None:
-            for key in ("tokens_per_second", "reflection_tokens", "retry_tokens"):
+            for key in ("tokens_per_second", "rollout_seconds", "reflection_tokens", "retry_tokens"):
                 if key in log:
                     log_metric(f"r3/{key}", log[key])
         return rewards

@@ -3,7 +3,8 @@
 Columns: step, reward (mean over the step's rollouts), retry_success (the verifier's pass rate on the
 retries; equal to reward because the reward is that verdict), frac_zero_std (groups whose G rewards are
 all equal, which carry no GRPO signal), reflection_tokens, retry_tokens, completion_tokens (the trained
-turn), kl, entropy, loss, grad_norm, learning_rate, step_time (seconds), tokens_per_second (generation).
+turn), kl, entropy, loss, grad_norm, learning_rate, step_time (seconds), rollout_seconds (the part of
+the step spent generating reflections and retries), tokens_per_second (generation).
 On resume, rows after the checkpoint's step are dropped first, so the file never holds a step twice.
 """
 
@@ -19,7 +20,7 @@ COLUMNS = {
     "frac_zero_std": "frac_reward_zero_std", "reflection_tokens": "r3/reflection_tokens",
     "retry_tokens": "r3/retry_tokens", "completion_tokens": "completions/mean_length", "kl": "kl",
     "entropy": "entropy", "loss": "loss", "grad_norm": "grad_norm", "learning_rate": "learning_rate",
-    "step_time": "step_time", "tokens_per_second": "r3/tokens_per_second",
+    "step_time": "step_time", "rollout_seconds": "r3/rollout_seconds", "tokens_per_second": "r3/tokens_per_second",
 }
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.evaluate import EvalConfig, evaluate, summarize, wilson
+from r3kit.evaluate import EvalConfig, evaluate, mcnemar, summarize, wilson
 from r3kit.io import read_jsonl
 from r3kit.tasks import get_task
 
@@ -72,3 +72,14 @@ def test_bad_evaluation_parameters_fail_before_generation(tiny):
         evaluate(None, None, task, [{"target": 1, "nums": [1]}], EvalConfig(conditions=("nope",)), generator=never)
     with pytest.raises(ValueError, match="n_examples"):
         evaluate(None, None, task, [{"target": 1, "nums": [1]}], EvalConfig(n_examples=0), generator=never)
+
+
+def test_mcnemar_exact_one_sided():
+    before = [False] * 10 + [True] * 5
+    after = [True] * 8 + [False] * 2 + [True] * 4 + [False]
+    result = mcnemar(before, after)
+    assert result["gained"] == 8 and result["lost"] == 1
+    assert result["p_value"] == pytest.approx((math.comb(9, 8) + math.comb(9, 9)) / 2**9)
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+    with pytest.raises(ValueError, match="equal lengths"):
+        mcnemar([True], [])

@@ -14,6 +14,21 @@ def test_char_tokenizer_round_trips_and_renders_chat_turns():
     assert rendered == "<|user|>hi<|im_end|><|assistant|>"
 
 
+def test_char_tokenizer_survives_save_and_reload(tmp_path):
+    """transformers reloads it as a Qwen2 tokenizer with Qwen2's own pre-tokenizer: the ids must not change."""
+    from transformers import AutoTokenizer
+
+    from r3kit.models import build_char_model, save_model
+
+    model, tok = build_char_model(hidden=16, layers=1, heads=2)
+    save_model(model, tok, tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    for text in ["<|user|>37 49 5 = 60<|im_end|><|assistant|><answer>(49-37)*5</answer>", "a b\nc\td ~!", "héllo wörld"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert again(text, add_special_tokens=False)["input_ids"] == ids
+        assert again.decode(ids) == tok.decode(ids) == text
+
+
 def test_tiny_model_loads_through_unsloth(tiny):
     model, tokenizer = tiny
     assert type(model).__name__ == "Qwen2ForCausalLM"
