@@ -1,6 +1,6 @@
 """Command line: `r3kit reproduce`, `r3kit profiles`.
 
-    r3kit reproduce [--profile cpu-demo] [--out DIR] [--set train.steps=50 ...] [--resume]
+    r3kit reproduce [--profile cpu-demo] [--out DIR] [--set train.steps=50 ...] [--resume] [--verbose]
     r3kit profiles [--show NAME]
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     rep.add_argument("--resume", action="store_true", help="keep earlier outputs; mining and training resume")
     rep.add_argument("--kernel", default="python3")
+    rep.add_argument("--verbose", action="store_true", help="stream each notebook's output (its progress bars) here")
     prof = commands.add_parser("profiles", help="list profiles, or show one resolved")
     prof.add_argument("--show", default=None, metavar="NAME")
     args = parser.parse_args(argv)
@@ -56,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         profiles.resolve(args.profile, args.out, overrides)  # fail fast, before the heavy imports
         from r3kit.reproduce import NotebookFailed, reproduce
 
-        manifest = reproduce(args.profile, args.out, overrides, resume=args.resume, kernel=args.kernel)
+        if args.verbose:  # papermill streams cell output through its logger
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+        manifest = reproduce(args.profile, args.out, overrides, resume=args.resume, kernel=args.kernel,
+                             log_output=args.verbose)
     except ValueError as error:
         print(f"r3kit: {error}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, 
 TOP_LEVEL = ("description", "task", "prompt_style")
 DEFAULT_PROFILE = "cpu-demo"
 
-_STUDENT_TOKENS = {"attempt_tokens": 24, "reflection_tokens": 12, "retry_tokens": 24}
+_STUDENT_TOKENS = {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -55,10 +55,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "student": {"steps": 800},
         "data": {"n_test": 1000, "n_train": 8000},
         "evaluate": {**_STUDENT_TOKENS, "batch_size": 250},
-        "mine": {"k": 4, "keep": "any", "attempt_tokens": 24, "temperature": 1.0, "chunk_size": 1000, "batch_size": 500},
-        "train": {"steps": 150, "problems_per_step": 16, "group_size": 8, "micro_batch_size": 128, "learning_rate": 1e-4,
-                  "beta": 0.001, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 12, "retry_tokens": 24,
-                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 128, "save_steps": 50},
+        "mine": {"k": 1, "keep": "any", "attempt_tokens": 24, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
+        "train": {"steps": 120, "problems_per_step": 16, "group_size": 8, "micro_batch_size": 128, "learning_rate": 3e-5,
+                  "beta": 0.001, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,
+                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 128, "save_steps": 40},
         "control": {"reward_target": "retry", "retry_temperature": 1.0},
     },
     "smollm2-function-calling": {

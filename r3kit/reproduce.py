@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from r3kit.io import write_json
 from r3kit.profiles import RunConfig, project_root, resolve
 
@@ -72,7 +74,8 @@ def environment() -> dict:
 
 
 def reproduce(profile: str, out: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
-              notebooks_dir: str | Path | None = None, kernel: str = "python3") -> dict:
+              notebooks_dir: str | Path | None = None, kernel: str = "python3", progress: bool = True,
+              log_output: bool = False) -> dict:
     import papermill
 
     run = resolve(profile, out, overrides)
@@ -90,14 +93,17 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     manifest = {"profile": profile, "overrides": overrides or {}, "parameters": run.to_dict(), **environment(),
                 "started": datetime.now(UTC).isoformat(timespec="seconds"), "notebooks": []}
     start = time.perf_counter()
-    for notebook, own, name in steps:
+    bar = tqdm(steps, desc=f"reproduce {profile}", unit="notebook", disable=not progress)
+    for notebook, own, name in bar:
+        bar.set_postfix_str(name)
         output = run_dir / "notebooks" / f"{name}.ipynb"
         parameters = {"profile": profile, "run_dir": str(run_dir), "overrides": overrides or {}, **own}
         began = time.perf_counter()
         entry = {"notebook": notebook, "output": str(output.relative_to(run_dir)), "parameters": own}
         try:
             papermill.execute_notebook(str(notebooks_dir / notebook), str(output), parameters=parameters,
-                                       kernel_name=kernel, cwd=str(notebooks_dir), progress_bar=False)
+                                       kernel_name=kernel, cwd=str(notebooks_dir), progress_bar=False,
+                                       log_output=log_output)
         except papermill.PapermillExecutionError as error:
             entry.update(status="failed", seconds=round(time.perf_counter() - began, 1),
                          error=f"cell {error.exec_count}: {error.ename}: {error.evalue}")
@@ -107,6 +113,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
             raise NotebookFailed(f"{notebook} ({name}) failed in cell {error.exec_count}: {error.ename}: "
                                  f"{error.evalue}\nThe executed copy with the traceback: {output}") from None
         entry.update(status="ok", seconds=round(time.perf_counter() - began, 1))
+        bar.write(f"{name}: ok in {entry['seconds']:.0f} s -> {output}")
         manifest["notebooks"].append(entry)
         manifest["total_seconds"] = round(time.perf_counter() - start, 1)
         write_json(run_dir / "manifest.json", manifest)
