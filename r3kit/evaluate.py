@@ -7,6 +7,11 @@ and the retry after the model's own reflection passed. On the same failed first 
   retry_generic_reflection  a fixed generic reflection in place of the model's own.
 Each accuracy comes with a Wilson 95% interval. Files: metrics.json and transcripts.jsonl (one
 problem's whole episode a line); `summarize` recomputes metrics.json from the transcripts alone.
+
+`on_fixed_failures` isolates what R3 trains: a trained model reflects and retries on the *vanilla*
+model's failed first attempts (read from its transcripts), so both models face the same failures and
+the comparison is paired (Wilson intervals for each, exact McNemar test for the difference), free of
+the noise that changed first attempts add to second-try accuracy.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 
 from r3kit.generation import make_generator
 from r3kit.io import write_json, write_jsonl
-from r3kit.rollout import CONDITIONS, EpisodeConfig, run_episodes
+from r3kit.rollout import CONDITIONS, Episode, EpisodeConfig, run_episodes, second_turns
+from r3kit.tasks.base import Verdict
 
 METRIC_KEYS = {"reflection": "second_try", "no_reflection": "retry_no_reflection", "generic_reflection": "retry_generic_reflection"}
 
@@ -134,3 +140,34 @@ def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | P
         write_jsonl(Path(out_dir) / "transcripts.jsonl", transcripts)
         write_json(Path(out_dir) / "metrics.json", metrics)
     return EvalResult(metrics, transcripts)
+
+
+def _failed_episodes(transcripts: list[dict]) -> list[Episode]:
+    out = []
+    for row in transcripts:
+        first = row["first"]
+        if first["verdict"]["ok"]:
+            continue
+        out.append(Episode(row["index"], row["example"], row["difficulty"], first["messages"][:-1],
+                           first["messages"][-1]["content"], Verdict(False, first["verdict"]["reason"]),
+                           first.get("attempt_tokens", 0)))
+    return out
+
+
+def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
+    """Reflect and retry with `generator` on the failed first attempts of `baseline` (transcript rows of
+    another model's evaluation, with its own reflection condition): (metrics, this model's transcripts).
+    metrics: `baseline` and `model` retry success on those attempts (proportions) and `paired` (McNemar)."""
+    episodes = _failed_episodes(baseline)
+    if not episodes:
+        raise ValueError("the baseline transcripts have no failed first attempt to reflect on")
+    missing = [row["index"] for row in baseline if not row["first"]["verdict"]["ok"] and "reflection" not in row["second"]]
+    if missing:
+        raise ValueError(f"baseline transcripts lack the reflection condition (e.g. problem {missing[0]})")
+    before = {row["index"]: row["second"]["reflection"]["verdict"]["ok"] for row in baseline if not row["first"]["verdict"]["ok"]}
+    second_turns(generator, task, episodes, cfg.episode(), "reflection", progress)
+    after = {e.index: e.second["reflection"].verdict.ok for e in episodes}
+    order = sorted(after)
+    b, a = [before[i] for i in order], [after[i] for i in order]
+    metrics = {"baseline": proportion(sum(b), len(b)), "model": proportion(sum(a), len(a)), "paired": mcnemar(b, a)}
+    return metrics, [e.to_dict() for e in episodes]

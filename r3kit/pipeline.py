@@ -2,6 +2,7 @@
 
     student_stage(run)            make the CPU student (profiles with a `student` section)  -> student/
     evaluate_stage(run, which)    vanilla | trained | retry_control                          -> eval/<which>/
+                                  (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures)
     mine_stage(run)               failure mining on the training split                       -> failures/
     train_stage(run, variant)     r3 | retry_control                                         -> train/<variant>/
     figures_stage(run)            table and figures from the saved files only                -> figures/
@@ -67,7 +68,9 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     """Evaluate the vanilla or a trained model on the test split; writes eval/<which>/ and metrics.json."""
     import dataclasses
 
-    from r3kit.evaluate import evaluate
+    from r3kit.evaluate import evaluate, on_fixed_failures
+    from r3kit.generation import make_generator
+    from r3kit.io import read_jsonl, write_jsonl
     from r3kit.models import load_model
 
     if which not in EVALUATIONS:
@@ -75,11 +78,19 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     with _timed(run, f"evaluate_{which}"):
         name, adapter = (run.model.name, None) if EVALUATIONS[which] is None else trained_weights(run, EVALUATIONS[which])
         model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
-        result = evaluate(model, tokenizer, run.get_task(), _test_rows(run), run.evaluate,
-                          run.run_dir / "eval" / which, label=which)
+        generator = make_generator(model, tokenizer, batch_size=run.evaluate.batch_size)
+        out = run.run_dir / "eval" / which
+        result = evaluate(model, tokenizer, run.get_task(), _test_rows(run), run.evaluate, out, label=which,
+                          generator=generator)
         path = run.run_dir / "metrics.json"
         metrics = read_json(path) if path.exists() else {}
         metrics[which] = {k: v for k, v in result.metrics.items() if k != "config"}
+        baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
+        if which != "vanilla" and baseline.exists() and "reflection" in run.evaluate.conditions:
+            fixed, transcripts = on_fixed_failures(generator, run.get_task(), read_jsonl(baseline), run.evaluate)
+            write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
+            metrics[which]["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
+            write_json(out / "metrics.json", result.metrics)
         write_json(path, metrics)
     return result.metrics
 

@@ -3,6 +3,8 @@
     table.md / table.png      accuracy of each model (vanilla, R3-trained, retry-reward control) on the
                               first try, second try and the two controls, with Wilson 95% intervals
     accuracy.png              the same numbers as grouped bars with interval whiskers
+    fixed_failures.png        retry success after each model's own reflection on the vanilla model's failed
+                              first attempts (the same attempts for every model; paired McNemar p-values)
     training_curves.png       per step: retry success (reward), groups with no signal, reflection length, KL
     reflection_length.png     reflection length (tokens) on the test set before and after training
     accuracy_by_difficulty.png  first and second try by difficulty bucket (e.g. 3 vs 4 numbers)
@@ -47,7 +49,44 @@ def table_markdown(run_dir: str | Path) -> str:
     for key, label in MODELS:
         if key in metrics:
             lines.append(f"| {label} | " + " | ".join(_cell(metrics[key].get(c)) for c, _ in COLUMNS) + " |")
+    fixed = _fixed(metrics)
+    if fixed:
+        n = fixed[0][2]["baseline"]["n"]
+        lines += ["", f"Retry success % [Wilson 95% interval] after the model's own reflection on the vanilla model's {n} "
+                  "failed first attempts (the same attempts for every model)", "",
+                  "| model | retry success | vs vanilla on the same attempts (exact one-sided McNemar) |", "|---|---|---|",
+                  f"| vanilla | {_cell(fixed[0][2]['baseline'])} | — |"]
+        for _, label, entry in fixed:
+            paired = entry["paired"]
+            lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
+                         f"p = {paired['p_value']:.2g} |")
     return "\n".join(lines) + "\n"
+
+
+def _fixed(metrics: dict) -> list[tuple[str, str, dict]]:
+    return [(key, label, metrics[key]["on_vanilla_failures"]) for key, label in MODELS
+            if key in metrics and "on_vanilla_failures" in metrics[key]]
+
+
+def fixed_failures(run_dir: Path, out: Path) -> Path | None:
+    fixed = _fixed(_metrics(run_dir))
+    if not fixed:
+        return None
+    bars = [("vanilla", fixed[0][2]["baseline"], None)] + [(label, e["model"], e["paired"]["p_value"]) for _, label, e in fixed]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (_, entry, p) in enumerate(bars):
+        y = 100 * entry["accuracy"]
+        ax.bar(i, y, 0.6, yerr=[[y - 100 * entry["ci_low"]], [100 * entry["ci_high"] - y]], capsize=4,
+               color=COLOURS[min(i, len(COLOURS) - 1)], edgecolor="black", linewidth=0.5)
+        ax.annotate(f"{y:.1f}%" + (f"\np = {p:.2g}" if p is not None else ""), (i, 100 * entry["ci_high"]),
+                    xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9)
+    ax.set_xticks(range(len(bars)), [label for label, _, _ in bars])
+    ax.set_ylabel("retry success (%)")
+    ax.set_ylim(0, max(100 * e["ci_high"] for _, e, _ in bars) * 1.3)
+    ax.set_title(f"Own reflection + retry on the vanilla model's {bars[0][1]['n']} failed first attempts\n"
+                 "(same attempts for every model; p: one-sided McNemar vs vanilla)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out)
 
 
 def table_png(run_dir: Path, out: Path) -> Path:
@@ -173,6 +212,7 @@ def all_figures(run_dir: str | Path) -> list[Path]:
     (figures / "table.md").parent.mkdir(parents=True, exist_ok=True)
     (figures / "table.md").write_text(table_markdown(run_dir))
     made = [figures / "table.md", table_png(run_dir, figures / "table.png"), accuracy_bars(run_dir, figures / "accuracy.png"),
+            fixed_failures(run_dir, figures / "fixed_failures.png"),
             training_curves(run_dir, figures / "training_curves.png"),
             reflection_lengths(run_dir, figures / "reflection_length.png"),
             accuracy_by_difficulty(run_dir, figures / "accuracy_by_difficulty.png")]

@@ -6,7 +6,7 @@ import math
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.evaluate import EvalConfig, evaluate, mcnemar, summarize, wilson
+from r3kit.evaluate import EvalConfig, evaluate, mcnemar, on_fixed_failures, summarize, wilson
 from r3kit.io import read_jsonl
 from r3kit.tasks import get_task
 
@@ -83,3 +83,36 @@ def test_mcnemar_exact_one_sided():
     assert mcnemar([True, False], [True, False])["p_value"] == 1.0
     with pytest.raises(ValueError, match="equal lengths"):
         mcnemar([True], [])
+
+
+def test_fixed_failures_replay_the_baselines_failed_attempts_and_pair_the_verdicts(tiny, tmp_path):
+    task = get_task("countdown", style="compact")
+    problems = [{"target": 6, "nums": [1, 2, 3]}, {"target": 24, "nums": [3, 4, 2]}, {"target": 1, "nums": [5, 4, 9]},
+                {"target": 7, "nums": [1, 2, 5]}]
+    firsts = iter(["<answer>1+2+3</answer>", "<answer>3+4+2</answer>", "<answer>9-4-4</answer>", "<answer>1*2*5</answer>"])
+
+    def vanilla_script(c):  # first attempts as listed; the vanilla retry fixes only 24 = 3*4*2
+        return next(firsts) if len(c) == 1 else "<answer>3*4*2</answer>" if c[-1]["content"] == "retry" else "r"
+
+    baseline = evaluate(None, None, task, problems, EvalConfig(conditions=("reflection",)), tmp_path / "vanilla",
+                        generator=ScriptedGenerator(tiny[1], vanilla_script)).transcripts
+    solutions = {"1": "<answer>(9-5)/4</answer>", "7": "<answer>2*1+5</answer>"}
+
+    def trained_script(c):  # reflects on the attempt it is shown; its retry solves 1 and 7 but not 24
+        assert c[0]["content"].startswith(("1 2 3", "3 4 2", "5 4 9", "1 2 5"))
+        if c[-1]["content"] != "retry":
+            return "check " + c[1]["content"]
+        target = c[0]["content"].split("= ")[-1]
+        return solutions[target] if target != "24" else "<answer>3+4+2</answer>"
+
+    trained = ScriptedGenerator(tiny[1], trained_script)
+    metrics, transcripts = on_fixed_failures(trained, task, baseline, EvalConfig())
+    assert [t["index"] for t in transcripts] == [1, 2, 3]  # only the failed first attempts, in order
+    for t, row in zip(transcripts, [r for r in baseline if not r["first"]["verdict"]["ok"]]):
+        assert t["first"] == row["first"]  # the baseline's attempt, not a new one
+        assert t["second"]["reflection"]["messages"][1]["content"] == "check " + row["first"]["messages"][-1]["content"]
+    assert all(len(call) == 3 for call in trained.calls) and len(trained.calls) == 2  # no first attempts generated
+    assert metrics["baseline"]["successes"] == 1 and metrics["model"]["successes"] == 2 and metrics["model"]["n"] == 3
+    assert metrics["paired"]["gained"] == 2 and metrics["paired"]["lost"] == 1
+    with pytest.raises(ValueError, match="no failed first attempt"):
+        on_fixed_failures(trained, task, [r for r in baseline if r["first"]["verdict"]["ok"]], EvalConfig())

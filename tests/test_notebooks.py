@@ -61,6 +61,10 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path):
         assert entry["first_try"]["n"] == len(transcripts) == resolve("smoke").data.n_test
         for key in ("first_try", "second_try", "retry_no_reflection", "retry_generic_reflection"):
             assert entry[key] == recomputed[key]
+        if which != "vanilla":  # the trained models also reflected on vanilla's failed first attempts
+            fixed = read_jsonl(run_dir / "eval" / which / "on_vanilla_failures.jsonl")
+            assert entry["on_vanilla_failures"]["model"]["n"] == len(fixed) == metrics["vanilla"]["failed_first_attempts"]
+            assert entry["on_vanilla_failures"]["model"]["successes"] == sum(r["second"]["reflection"]["verdict"]["ok"] for r in fixed)
     for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "accuracy_by_difficulty.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     for variant in ("r3", "retry_control"):

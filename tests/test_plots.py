@@ -18,6 +18,9 @@ def make_run(path):
                    "retry_generic_reflection": _entry(base + 12),
                    "by_difficulty": {"3 numbers": {"first_try": _entry(base // 2, 100), "second_try": _entry(base // 2 + 9, 100)},
                                      "4 numbers": {"first_try": _entry(base // 4, 100), "second_try": _entry(base // 4 + 3, 100)}}}
+        if which != "vanilla":
+            metrics["on_vanilla_failures"] = {"baseline": _entry(30, 120), "model": _entry(base - 30, 120),
+                                              "paired": {"gained": base - 40, "lost": 10, "p_value": 0.001}}
         existing = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
         write_json(path / "metrics.json", {**existing, which: metrics})
         write_jsonl(path / "eval" / which / "transcripts.jsonl",
@@ -35,11 +38,13 @@ def test_all_figures_from_files(tmp_path):
     make_run(tmp_path)
     files = all_figures(tmp_path)
     names = {p.name for p in files}
-    assert names == {"table.md", "table.png", "accuracy.png", "training_curves.png", "reflection_length.png",
-                     "accuracy_by_difficulty.png"}
+    assert names == {"table.md", "table.png", "accuracy.png", "fixed_failures.png", "training_curves.png",
+                     "reflection_length.png", "accuracy_by_difficulty.png"}
     for path in files:
         if path.suffix == ".png":
             data = path.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     table = table_markdown(tmp_path)
     assert "| vanilla | 30.0 [" in table and "| R3-trained | 40.0 [" in table and "n = 200" in table
+    assert "vanilla model's 120 failed first attempts" in table and "| vanilla | 25.0 [" in table
+    assert "| R3-trained | 41.7 [" in table and "40 gained, 10 lost, p = 0.001 |" in table
