@@ -7,7 +7,7 @@ rejects unknown sections, fields and wrongly typed values with the valid choices
 stage, and returns a RunConfig, before any model is loaded or any notebook starts.
 
     smoke     seconds: a tiny random model through every stage (what the tests run)
-    cpu-demo  the default: the kit's own student, offline on CPU, about 27 minutes on 2 cores (see student.py)
+    cpu-demo  the default: the kit's own student, offline on CPU, about 26 minutes on 2 cores (see student.py)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
 """
@@ -49,7 +49,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "control": {"reward_target": "retry", "retry_temperature": 1.0},
     },
     "cpu-demo": {
-        "description": "default: the kit's own student (Countdown), offline on CPU, about 27 minutes on 2 cores",
+        "description": "default: the kit's own student (Countdown), offline on CPU, about 26 minutes on 2 cores",
         "task": "countdown", "prompt_style": "compact",
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
         "student": {"steps": 800},
