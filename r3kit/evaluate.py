@@ -142,32 +142,25 @@ def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | P
     return EvalResult(metrics, transcripts)
 
 
-def _failed_episodes(transcripts: list[dict]) -> list[Episode]:
-    out = []
-    for row in transcripts:
-        first = row["first"]
-        if first["verdict"]["ok"]:
-            continue
-        out.append(Episode(row["index"], row["example"], row["difficulty"], first["messages"][:-1],
-                           first["messages"][-1]["content"], Verdict(False, first["verdict"]["reason"]),
-                           first.get("attempt_tokens", 0)))
-    return out
+def _episode(row: dict) -> Episode:
+    """An Episode holding a transcript row's first attempt (its second turns are left to be generated)."""
+    first = row["first"]
+    return Episode(row["index"], row["example"], row["difficulty"], first["messages"][:-1], first["messages"][-1]["content"],
+                   Verdict(first["verdict"]["ok"], first["verdict"]["reason"]), first.get("attempt_tokens", 0))
 
 
 def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
     """Reflect and retry with `generator` on the failed first attempts of `baseline` (transcript rows of
     another model's evaluation, with its own reflection condition): (metrics, this model's transcripts).
     metrics: `baseline` and `model` retry success on those attempts (proportions) and `paired` (McNemar)."""
-    episodes = _failed_episodes(baseline)
-    if not episodes:
+    failed = [row for row in baseline if not row["first"]["verdict"]["ok"]]
+    if not failed:
         raise ValueError("the baseline transcripts have no failed first attempt to reflect on")
-    missing = [row["index"] for row in baseline if not row["first"]["verdict"]["ok"] and "reflection" not in row["second"]]
+    missing = [row["index"] for row in failed if "reflection" not in row["second"]]
     if missing:
         raise ValueError(f"baseline transcripts lack the reflection condition (e.g. problem {missing[0]})")
-    before = {row["index"]: row["second"]["reflection"]["verdict"]["ok"] for row in baseline if not row["first"]["verdict"]["ok"]}
-    second_turns(generator, task, episodes, cfg.episode(), "reflection", progress)
-    after = {e.index: e.second["reflection"].verdict.ok for e in episodes}
-    order = sorted(after)
-    b, a = [before[i] for i in order], [after[i] for i in order]
+    episodes = second_turns(generator, task, [_episode(row) for row in failed], cfg.episode(), "reflection", progress)
+    b = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
+    a = [e.second["reflection"].verdict.ok for e in episodes]
     metrics = {"baseline": proportion(sum(b), len(b)), "model": proportion(sum(a), len(a)), "paired": mcnemar(b, a)}
     return metrics, [e.to_dict() for e in episodes]
