@@ -11,7 +11,8 @@ problem's whole episode a line); `summarize` recomputes metrics.json from the tr
 `on_fixed_failures` isolates what R3 trains: a trained model reflects and retries on the *vanilla*
 model's failed first attempts (read from its transcripts), so both models face the same failures and
 the comparison is paired (Wilson intervals for each, exact McNemar test for the difference), free of
-the noise that changed first attempts add to second-try accuracy.
+the noise that changed first attempts add to second-try accuracy. `paired_with` compares two whole
+evaluations problem by problem (first and second try gained/lost, first attempts that changed).
 """
 
 from __future__ import annotations
@@ -108,6 +109,23 @@ def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS)
     metrics["reflection_tokens_mean"] = sum(reflections) / len(reflections) if reflections else None
     metrics["failed_first_attempts"] = sum(not r["first"]["verdict"]["ok"] for r in transcripts)
     return metrics
+
+
+def paired_with(baseline: list[dict], transcripts: list[dict]) -> dict[str, Any]:
+    """Two models' evaluations on the same problems, paired (transcript rows matched by index):
+    McNemar counts for first-try and second-try success (`after` = `transcripts`), and how many first
+    attempts differ in text (training moves first attempts too, which reshuffles who fails)."""
+    before = {row["index"]: row for row in baseline}
+    if sorted(before) != sorted(row["index"] for row in transcripts):
+        raise ValueError("paired evaluations need the same problems: the transcripts' indexes differ")
+    rows = [(before[row["index"]], row) for row in transcripts]
+    return {
+        "first_try": mcnemar([b["first"]["verdict"]["ok"] for b, _ in rows], [a["first"]["verdict"]["ok"] for _, a in rows]),
+        "second_try": mcnemar([_solved(b, "reflection") for b, _ in rows], [_solved(a, "reflection") for _, a in rows]),
+        "changed_first_attempts": sum(b["first"]["messages"][-1]["content"] != a["first"]["messages"][-1]["content"]
+                                      for b, a in rows),
+        "n": len(rows),
+    }
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
     student_stage(run)            make the CPU student (profiles with a `student` section)  -> student/
     evaluate_stage(run, which)    vanilla | trained | retry_control                          -> eval/<which>/
-                                  (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures)
+                                  (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures,
+                                  and is paired with vanilla problem by problem: paired_vs_vanilla)
     mine_stage(run)               failure mining on the training split                       -> failures/
     train_stage(run, variant)     r3 | retry_control                                         -> train/<variant>/
     figures_stage(run)            table and figures from the saved files only                -> figures/
@@ -68,7 +69,7 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     """Evaluate the vanilla or a trained model on the test split; writes eval/<which>/ and metrics.json."""
     import dataclasses
 
-    from r3kit.evaluate import evaluate, on_fixed_failures
+    from r3kit.evaluate import evaluate, on_fixed_failures, paired_with
     from r3kit.generation import make_generator
     from r3kit.io import read_jsonl, write_jsonl
     from r3kit.models import load_model
@@ -87,7 +88,10 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
         metrics[which] = {k: v for k, v in result.metrics.items() if k != "config"}
         baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
         if which != "vanilla" and baseline.exists() and "reflection" in run.evaluate.conditions:
-            fixed, transcripts = on_fixed_failures(generator, run.get_task(), read_jsonl(baseline), run.evaluate)
+            baseline_rows = read_jsonl(baseline)
+            metrics[which]["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(
+                baseline_rows, result.transcripts)
+            fixed, transcripts = on_fixed_failures(generator, run.get_task(), baseline_rows, run.evaluate)
             write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
             metrics[which]["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
             write_json(out / "metrics.json", result.metrics)

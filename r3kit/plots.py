@@ -60,6 +60,13 @@ def table_markdown(run_dir: str | Path) -> str:
             paired = entry["paired"]
             lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
                          f"p = {paired['p_value']:.2g} |")
+    pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in MODELS if "paired_vs_vanilla" in metrics.get(key, {})]
+    if pairs:
+        lines += ["", f"Against vanilla, problem by problem (the same {pairs[0][1]['n']} problems; exact one-sided McNemar)", "",
+                  "| model | first try | second try | first attempts that changed |", "|---|---|---|---|"]
+        for label, pair in pairs:
+            cells = [f"{pair[k]['gained']} gained, {pair[k]['lost']} lost, p = {pair[k]['p_value']:.2g}" for k in ("first_try", "second_try")]
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} | {pair['changed_first_attempts']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -140,13 +147,15 @@ def training_curves(run_dir: Path, out: Path) -> Path | None:
     logs = {v: _log(run_dir / "train" / v / "log.csv") for v in ("r3", "retry_control") if (run_dir / "train" / v / "log.csv").exists()}
     if not logs:
         return None
+    has_kl = any(r.get("kl") not in ("", None) for rows in logs.values() for r in rows)
+    last = ("kl", "KL to the starting model") if has_kl else ("entropy", "entropy of the trained turn (beta = 0: no KL)")
     panels = [("reward", "retry success (reward)"), ("frac_zero_std", "groups with no signal"),
-              ("reflection_tokens", "reflection length (tokens)"), ("kl", "KL to the starting model")]
+              ("reflection_tokens", "reflection length (tokens)"), last]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for (column, title), ax in zip(panels, axes):
         for variant, rows in logs.items():
-            steps = [int(r["step"]) for r in rows if r[column] not in ("", None)]
-            values = [float(r[column]) for r in rows if r[column] not in ("", None)]
+            kept = [r for r in rows if r.get(column) not in ("", None)]
+            steps, values = [int(r["step"]) for r in kept], [float(r[column]) for r in kept]
             label = "R3 (reward on reflection)" if variant == "r3" else "control (reward on retry)"
             ax.plot(steps, values, alpha=0.25, color="C0" if variant == "r3" else "C1")
             ax.plot(steps, _smooth(values), label=label, color="C0" if variant == "r3" else "C1")

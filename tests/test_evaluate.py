@@ -6,7 +6,7 @@ import math
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.evaluate import EvalConfig, evaluate, mcnemar, on_fixed_failures, summarize, wilson
+from r3kit.evaluate import EvalConfig, evaluate, mcnemar, on_fixed_failures, paired_with, summarize, wilson
 from r3kit.io import read_jsonl
 from r3kit.tasks import get_task
 
@@ -116,3 +116,21 @@ def test_fixed_failures_replay_the_baselines_failed_attempts_and_pair_the_verdic
     assert metrics["paired"]["gained"] == 2 and metrics["paired"]["lost"] == 1
     with pytest.raises(ValueError, match="no failed first attempt"):
         on_fixed_failures(trained, task, [r for r in baseline if r["first"]["verdict"]["ok"]], EvalConfig())
+
+
+def test_paired_with_matches_problems_by_index_and_counts_changed_attempts():
+    def episode(index, attempt, first_ok, reflection_ok=None):
+        r = row(first_ok, reflection_ok)
+        r["index"] = index
+        r["first"]["messages"] = [{"role": "user", "content": "p"}, {"role": "assistant", "content": attempt}]
+        return r
+
+    vanilla = [episode(0, "a", True), episode(1, "b", False, False), episode(2, "c", False, True), episode(3, "d", False, False)]
+    # listed in another order: pairing goes by index
+    trained = [episode(3, "d", False, True), episode(2, "x", True), episode(1, "y", False, False), episode(0, "a", True)]
+    pair = paired_with(vanilla, trained)
+    assert pair["n"] == 4 and pair["changed_first_attempts"] == 2
+    assert (pair["first_try"]["gained"], pair["first_try"]["lost"]) == (1, 0)   # problem 2 solved at once now
+    assert (pair["second_try"]["gained"], pair["second_try"]["lost"]) == (1, 0)  # problem 3 rescued by the retry
+    with pytest.raises(ValueError, match="same problems"):
+        paired_with(vanilla, trained[:3])

@@ -5,7 +5,7 @@ import json
 
 from r3kit.evaluate import proportion
 from r3kit.io import write_json, write_jsonl
-from r3kit.plots import all_figures, table_markdown
+from r3kit.plots import all_figures, table_markdown, training_curves
 
 
 def _entry(successes, n=200):
@@ -21,6 +21,9 @@ def make_run(path):
         if which != "vanilla":
             metrics["on_vanilla_failures"] = {"baseline": _entry(30, 120), "model": _entry(base - 30, 120),
                                               "paired": {"gained": base - 40, "lost": 10, "p_value": 0.001}}
+            metrics["paired_vs_vanilla"] = {"first_try": {"gained": 30, "lost": 31, "p_value": 0.6},
+                                            "second_try": {"gained": 45, "lost": 20, "p_value": 0.001},
+                                            "changed_first_attempts": 77, "n": 200}
         existing = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
         write_json(path / "metrics.json", {**existing, which: metrics})
         write_jsonl(path / "eval" / which / "transcripts.jsonl",
@@ -48,3 +51,19 @@ def test_all_figures_from_files(tmp_path):
     assert "| vanilla | 30.0 [" in table and "| R3-trained | 40.0 [" in table and "n = 200" in table
     assert "vanilla model's 120 failed first attempts" in table and "| vanilla | 25.0 [" in table
     assert "| R3-trained | 41.7 [" in table and "40 gained, 10 lost, p = 0.001 |" in table
+    assert "the same 200 problems" in table
+    assert "| R3-trained | 30 gained, 31 lost, p = 0.6 | 45 gained, 20 lost, p = 0.001 | 77 |" in table
+
+
+def test_training_curves_without_kl_plot_entropy(tmp_path):
+    """beta = 0 runs log no KL (TRL skips the reference model): the last panel shows entropy instead."""
+    folder = tmp_path / "train" / "r3"
+    folder.mkdir(parents=True)
+    with open(folder / "log.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", "reward", "frac_zero_std", "reflection_tokens", "kl", "entropy"])
+        writer.writeheader()
+        for step in range(1, 21):
+            writer.writerow({"step": step, "reward": 0.1, "frac_zero_std": 0.5, "reflection_tokens": 30, "kl": "",
+                             "entropy": 0.3})
+    out = training_curves(tmp_path, tmp_path / "curves.png")
+    assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
