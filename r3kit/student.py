@@ -53,6 +53,7 @@ class StudentConfig:
     mix_reflect: float = 0.45
     mix_no_reflect: float = 0.1
     mix_generic: float = 0.1
+    worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
     seed: int = 0
 
     def validate(self) -> None:
@@ -101,33 +102,52 @@ def plans(nums: list[int], target: int) -> list[tuple[str, str]]:
     return sorted(set(out))
 
 
-def wrong_attempt(nums: list[int], target: int, rng: random.Random) -> str:
-    """A well-formed attempt, in the same form as the answers, whose value is not the target."""
+def worked(reflection: str, answer: str) -> str:
+    """A worked attempt: the reflection's steps, then the answer ("49-37=12,12*5=60 so <answer>(49-37)*5</answer>")."""
+    return f"{reflection.rsplit(' so ', 1)[0]} so <answer>{answer}</answer>"
+
+
+def wrong_attempt(nums: list[int], target: int, rng: random.Random, work: bool = False) -> str:
+    """A well-formed attempt, in the same form as the answers, whose value is not the target; with `work`,
+    its steps come first with their true values ("49+37=86,86-5=81 so <answer>(49+37)-5</answer>")."""
     task = get_task("countdown")
     for _ in range(20):
         a, b, c = rng.sample(list(nums), 3)
         op1, op2 = rng.choice(_OPS), rng.choice(_OPS)
-        text = f"<answer>({a}{op1}{b}){op2}{c}</answer>" if rng.random() < 0.7 else f"<answer>{c}{op2}({a}{op1}{b})</answer>"
+        inner, outer = _value(op1, a, b), None
+        if rng.random() < 0.7:
+            answer = f"({a}{op1}{b}){op2}{c}"
+            outer = _value(op2, inner, c) if inner is not None else None
+            steps = f"{a}{op1}{b}={inner},{inner}{op2}{c}={outer}"
+        else:
+            answer = f"{c}{op2}({a}{op1}{b})"
+            outer = _value(op2, c, inner) if inner is not None else None
+            steps = f"{a}{op1}{b}={inner},{c}{op2}{inner}={outer}"
+        if work and outer is None:
+            continue
+        text = f"{steps} so <answer>{answer}</answer>" if work else f"<answer>{answer}</answer>"
         if not task.verify(text, {"nums": nums, "target": target}).ok:
             return text
     return f"<answer>{nums[0]}</answer>"
 
 
-def conversation(problem: dict, kind: str, rng: random.Random) -> list[tuple[str, str, bool]] | None:
-    """(role, content, trained) turns of one training conversation, or None if no integer plan exists."""
+def conversation(problem: dict, kind: str, rng: random.Random, work: bool = False) -> list[tuple[str, str, bool]] | None:
+    """(role, content, trained) turns of one training conversation, or None if no integer plan exists.
+    With `work` (worked attempts), first attempts and retries without a reflection show their steps."""
     task = get_task("countdown", style="compact")
     options = plans(problem["nums"], problem["target"])
     if not options:
         return None
     reflection, solution = rng.choice(options)
     answer = f"<answer>{solution}</answer>"
+    attempt = worked(reflection, solution) if work else answer
     p = task.prompts
     turns = [("user", task.first_messages(problem)[-1]["content"], False)]
     if kind == "solve":
-        return turns + [("assistant", answer, True)]
-    turns.append(("assistant", wrong_attempt(problem["nums"], problem["target"], rng), False))
+        return turns + [("assistant", attempt, True)]
+    turns.append(("assistant", wrong_attempt(problem["nums"], problem["target"], rng, work), False))
     if kind == "no_reflect":
-        return turns + [("user", p.retry_without_reflection, False), ("assistant", answer, True)]
+        return turns + [("user", p.retry_without_reflection, False), ("assistant", attempt, True)]
     said = (reflection, True) if kind == "reflect" else (p.generic_reflection, False)
     return turns + [("user", p.reflection_request, False), ("assistant", *said),
                     ("user", p.retry_request, False), ("assistant", answer, True)]
@@ -159,7 +179,7 @@ def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random):
     while True:
         batch, kind = [], rng.choices(kinds, weights)[0]
         while len(batch) < cfg.batch_size:
-            turns = conversation(next(problems), kind, rng)
+            turns = conversation(next(problems), kind, rng, cfg.worked_attempts)
             if turns is not None:
                 batch.append(encode(tokenizer, turns))
         width = max(len(ids) for ids, _ in batch)

@@ -2,12 +2,14 @@
 
 import itertools
 import random
+import re
 
 from r3kit.data.countdown import key
 from r3kit.models import build_char_tokenizer
 from r3kit.student import (
     StudentConfig,
     _batches,
+    _value,
     conversation,
     encode,
     make_student,
@@ -49,6 +51,25 @@ def test_conversations_train_only_the_right_turns():
     generic = conversation(problem, "generic", rng)
     assert generic[3] == ("assistant", "think again", False)
     assert not TASK.verify(wrong_attempt([1, 2, 3], 6, rng), {"nums": [1, 2, 3], "target": 6}).ok
+
+
+def test_worked_attempts_show_their_steps_with_true_values():
+    rng = random.Random(1)
+    problem = {"nums": [37, 49, 5], "target": 60}
+    solve = conversation(problem, "solve", rng, work=True)
+    steps, answer = solve[1][1].split(" so ")
+    assert steps.endswith("=60") and answer.startswith("<answer>") and TASK.verify(solve[1][1], problem).ok
+    reflect = conversation(problem, "reflect", rng, work=True)
+    assert "<answer>" not in reflect[3][1] and reflect[-1][1].startswith("<answer>")  # reflection and retry as before
+    for seed in range(50):
+        wrong = wrong_attempt([37, 49, 5], 60, random.Random(seed), work=True)
+        assert not TASK.verify(wrong, problem).ok
+        if wrong.count("=") == 2:  # its steps carry their true values, so they show why it failed
+            first, second = wrong.split(" so ")[0].split(",")
+            a, op, b, value = re.fullmatch(r"(\d+)([-+*/])(\d+)=(\d+)", first).groups()
+            assert _value(op, int(a), int(b)) == int(value) and not second.endswith("=60")
+    no_reflect = conversation(problem, "no_reflect", rng, work=True)
+    assert " so <answer>" in no_reflect[-1][1]
 
 
 def test_encoding_matches_the_chat_template_and_masks_labels():
