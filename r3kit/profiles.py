@@ -33,7 +33,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, 
 TOP_LEVEL = ("description", "task", "prompt_style")
 DEFAULT_PROFILE = "cpu-demo"
 
-_STUDENT_TOKENS = {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24}
+_STUDENT_TOKENS = {"attempt_tokens": 56, "reflection_tokens": 40, "retry_tokens": 56}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -42,7 +42,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
         "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30},
         "data": {"n_test": 12, "n_train": 24},
-        "evaluate": {**_STUDENT_TOKENS, "batch_size": 32},
+        "evaluate": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24, "batch_size": 32},
         "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
         "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
                   "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
@@ -52,13 +52,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "description": "default: the kit's own student (Countdown), offline on CPU, about 19 minutes on 2 cores",
         "task": "countdown", "prompt_style": "compact",
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
-        "student": {"steps": 640},
-        "data": {"n_test": 1000, "n_train": 8000},
+        "student": {"steps": 480, "worked_attempts": True},
+        "data": {"n_test": 2000, "n_train": 4000},
         "evaluate": {**_STUDENT_TOKENS, "batch_size": 250},
-        "mine": {"k": 1, "keep": "any", "attempt_tokens": 24, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
-        "train": {"steps": 100, "problems_per_step": 16, "group_size": 8, "micro_batch_size": 128, "learning_rate": 3e-5,
+        "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
+        "train": {"steps": 100, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
                   "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,
-                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 128, "save_steps": 50},
+                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 50},
         "control": {"reward_target": "retry", "retry_temperature": 1.0},
     },
     "smollm2-function-calling": {
