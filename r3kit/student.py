@@ -10,6 +10,11 @@ intermediate values is chosen; its worked form is the reflection. The training m
                 -> "49-37=12,12*5=60 so (49-37)*5" -> "retry" -> <answer>(49-37)*5</answer>
     no_reflect  problem -> wrong attempt -> "wrong. retry" -> <answer>(49-37)*5</answer>
     generic     problem -> wrong attempt -> "wrong. reflect" -> the generic reflection -> "retry" -> answer
+With `worked_attempts` (the cpu-demo profile) first attempts and retries without a reflection work the
+solution out first, like a reasoning model:
+"49-37=12,12*5=60 so <answer>(49-37)*5</answer>" (and a wrong attempt's steps carry their true values,
+"49+37=86,86-5=81 so <answer>(49+37)-5</answer>"), so attempts and reflections exercise one skill and a
+better reflection can also make a better first attempt.
 So the student learns that a reflection works a solution out, step by step with its values, and that
 a retry writes down the equation its reflection concluded with. Its own reflections are attempts, often wrong
 (a wrong value, a step that cannot reach the target), right often enough to help. R3 rewards the
