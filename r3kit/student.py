@@ -119,18 +119,15 @@ def wrong_attempt(nums: list[int], target: int, rng: random.Random, work: bool =
     for _ in range(20):
         a, b, c = rng.sample(list(nums), 3)
         op1, op2 = rng.choice(_OPS), rng.choice(_OPS)
-        inner, outer = _value(op1, a, b), None
+        inner = _value(op1, a, b)
         if rng.random() < 0.7:
-            answer = f"({a}{op1}{b}){op2}{c}"
-            outer = _value(op2, inner, c) if inner is not None else None
-            steps = f"{a}{op1}{b}={inner},{inner}{op2}{c}={outer}"
+            answer, x, y = f"({a}{op1}{b}){op2}{c}", inner, c
         else:
-            answer = f"{c}{op2}({a}{op1}{b})"
-            outer = _value(op2, c, inner) if inner is not None else None
-            steps = f"{a}{op1}{b}={inner},{c}{op2}{inner}={outer}"
+            answer, x, y = f"{c}{op2}({a}{op1}{b})", c, inner
+        outer = _value(op2, x, y) if inner is not None else None
         if work and outer is None:
             continue
-        text = f"{steps} so <answer>{answer}</answer>" if work else f"<answer>{answer}</answer>"
+        text = f"{a}{op1}{b}={inner},{x}{op2}{y}={outer} so <answer>{answer}</answer>" if work else f"<answer>{answer}</answer>"
         if not task.verify(text, {"nums": nums, "target": target}).ok:
             return text
     return f"<answer>{nums[0]}</answer>"
