@@ -2,8 +2,11 @@
 
 On a GPU that means Unsloth's fast kernels, 4-bit or 16-bit weights and, with `fast_inference`, a vLLM
 engine for generation; on a CPU Unsloth falls back to plain transformers + PEFT (measured here), which
-is the path the tests run. This module imports unsloth first, as Unsloth requires, so every r3kit module
-that touches transformers, peft or trl imports it from here.
+is the path the tests run. Unsloth must be imported before transformers, peft and trl, and importing it
+takes about 10 s, so this module imports it on first use (`fast_language_model()`, called first by
+`load_model` and `attach_lora`), and the rest of r3kit imports transformers, peft and trl only inside
+functions that run after a model is loaded. Configs, profiles, the student's training and the figures
+never pay for Unsloth.
 
 Names a ModelConfig accepts:
     "tiny"           a random 2-layer Qwen2 with a character tokenizer, built locally in a second (tests)
@@ -18,9 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch  # noqa: E402  (after unsloth on purpose)
-import unsloth  # noqa: F401  (must precede transformers, peft and trl)
-from unsloth import FastLanguageModel
+import torch
 
 BUILTIN = ("tiny", "smollm2-135m")
 # The character models' chat format: one token opens each turn and <|im_end|> (the EOS) closes it, so a
@@ -50,6 +51,14 @@ class ModelConfig:
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.max_seq_length < 16:
             raise ValueError(f"max_seq_length must be at least 16, got {self.max_seq_length}")
+
+
+def fast_language_model():
+    """Unsloth's FastLanguageModel, importing Unsloth on first use (before transformers, peft and trl)."""
+    import unsloth  # noqa: F401
+    from unsloth import FastLanguageModel
+
+    return FastLanguageModel
 
 
 def cache_dir() -> Path:
@@ -165,6 +174,7 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     cfg.validate()
     if cfg.fast_inference and not torch.cuda.is_available():
         raise ValueError("fast_inference (vLLM) needs a GPU; set model.fast_inference=False on CPU")
+    fast = fast_language_model()  # before resolve_model_path, which may build the tiny model with transformers
     path = resolve_model_path(cfg.name)
     dtype = _torch_dtype(cfg.dtype)
     if dtype is None and not torch.cuda.is_available():
@@ -175,7 +185,7 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     if cfg.fast_inference:
         kwargs.update(fast_inference=True, gpu_memory_utilization=cfg.gpu_memory_utilization, max_lora_rank=cfg.max_lora_rank)
     try:
-        model, tokenizer = FastLanguageModel.from_pretrained(path, **kwargs)
+        model, tokenizer = fast.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ValueError(f"model {cfg.name!r} could not be loaded: {error}") from None
     if tokenizer.pad_token is None:
@@ -193,15 +203,15 @@ def attach_lora(model, r: int, alpha: int, dropout: float, target_modules: list[
     """Wrap `model` with trainable LoRA adapters via Unsloth (base weights stay frozen)."""
     if r < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {r}")
-    return FastLanguageModel.get_peft_model(
+    return fast_language_model().get_peft_model(
         model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
         use_gradient_checkpointing=False if not torch.cuda.is_available() else "unsloth", random_state=seed,
     )
 
 
 def for_inference(model) -> None:
-    FastLanguageModel.for_inference(model)
+    fast_language_model().for_inference(model)
 
 
 def for_training(model) -> None:
-    FastLanguageModel.for_training(model)
+    fast_language_model().for_training(model)

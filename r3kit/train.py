@@ -30,7 +30,6 @@ from r3kit.io import write_json
 from r3kit.models import ModelConfig, attach_lora, load_model, torch
 from r3kit.rollout import reflection_conversation, retry_conversation
 from r3kit.tasks import Task
-from r3kit.train_log import CsvLogCallback, truncate_log
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -160,6 +159,8 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl import GRPOConfig, GRPOTrainer
 
+    from r3kit.train_log import CsvLogCallback  # transformers: imported only once a model is loaded
+
     cfg.validate()
     check_failures(task, failures)
     out_dir = Path(out_dir)
@@ -205,6 +206,8 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     write_json(out_dir / "config.json", {"model": asdict(model_cfg), "train": asdict(cfg), "task": task.name,
                                          "prompt_style": task.style, "failures": len(failures)})
     trainer = build_trainer(model, tokenizer, task, failures, cfg, out_dir, generator_factory)
+    from r3kit.train_log import truncate_log
+
     resume = last_checkpoint(out_dir)
     truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
     start = time.perf_counter()

@@ -9,6 +9,12 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 import pytest  # noqa: E402
 
+from r3kit.models import fast_language_model  # noqa: E402
+
+# Unsloth first, as in the notebooks (a model is loaded before anything else imports transformers): tests
+# that build the character model before loading one would otherwise import transformers ahead of it.
+fast_language_model()
+
 
 @pytest.fixture(scope="session")
 def tiny():

@@ -67,3 +67,27 @@ def test_smollm2_from_its_wheel_writes_real_text():
     out = HFGenerator(model, tokenizer).generate([[{"role": "user", "content": "What is the capital of France?"}]],
                                                 Sampling(max_new_tokens=24))
     assert "Paris" in out[0].text
+
+
+def test_configs_and_light_stages_do_not_import_unsloth_or_transformers():
+    """Unsloth must come before transformers, peft and trl; so importing configs, profiles, the pipeline or the
+    student (which runs without Unsloth) must import none of them. It also keeps `r3kit profiles`, the student
+    and the figures notebooks free of Unsloth's ~10 s import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, r3kit.profiles, r3kit.pipeline, r3kit.train, r3kit.evaluate, r3kit.student, r3kit.plots, "
+            "r3kit.reproduce, r3kit.cli; print(sorted(m for m in ('unsloth', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_load_model_imports_unsloth_before_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys; from r3kit.models import ModelConfig, load_model; load_model(ModelConfig(name='tiny')); "
+            "print('unsloth' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]
+    assert "imported before" not in out.stderr.lower() and "import unsloth before" not in out.stderr.lower(), out.stderr[-2000:]
