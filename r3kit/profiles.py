@@ -7,7 +7,7 @@ rejects unknown sections, fields and wrongly typed values with the valid choices
 stage, and returns a RunConfig, before any model is loaded or any notebook starts.
 
     smoke     seconds: a tiny random model through every stage (what the tests run)
-    cpu-demo  the default: the kit's own student, offline on CPU, about 22 minutes on 2 cores (see student.py)
+    cpu-demo  the default: the kit's own student, offline on CPU, about 20 minutes on 2 cores (see student.py)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
 """
@@ -49,12 +49,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "control": {"reward_target": "retry", "retry_temperature": 1.0},
     },
     "cpu-demo": {
-        "description": "default: the kit's own student (Countdown), offline on CPU, about 22 minutes on 2 cores",
+        "description": "default: the kit's own student (Countdown), offline on CPU, under 20 minutes on 2 cores",
         "task": "countdown", "prompt_style": "compact",
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
         "student": {"steps": 480, "worked_attempts": True},
         "data": {"n_test": 2000, "n_train": 4000},
-        "evaluate": {**_STUDENT_TOKENS, "batch_size": 250},
+        "evaluate": {**_STUDENT_TOKENS, "batch_size": 250, "n_examples": 1000},
         "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
         "train": {"steps": 100, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
                   "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,

@@ -22,7 +22,7 @@ from r3kit.profiles import resolve
 @pytest.mark.slow
 def test_r3_training_raises_retry_success_on_held_out_problems(tmp_path):
     run = resolve("cpu-demo", tmp_path, overrides={
-        "student": {"steps": 640}, "data": {"n_test": 3000, "n_train": 8000}, "evaluate": {"conditions": ["reflection"]},
+        "student": {"steps": 640}, "data": {"n_test": 3000, "n_train": 8000}, "evaluate": {"conditions": ["reflection"], "n_examples": None},
         "train": {"steps": 100, "problems_per_step": 16, "micro_batch_size": 128, "generation_batch_size": 128,
                   "save_steps": 50}})
     student_stage(run)
