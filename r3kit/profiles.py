@@ -56,7 +56,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data": {"n_test": 2000, "n_train": 4000},
         "evaluate": {**_STUDENT_TOKENS, "batch_size": 250, "n_examples": 1000},
         "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
-        "train": {"steps": 100, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
+        "train": {"steps": 70, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
                   "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,
                   "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 50},
         "control": {"reward_target": "retry", "retry_temperature": 1.0},
