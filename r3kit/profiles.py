@@ -7,7 +7,7 @@ rejects unknown sections, fields and wrongly typed values with the valid choices
 stage, and returns a RunConfig, before any model is loaded or any notebook starts.
 
     smoke     seconds: a tiny random model through every stage (what the tests run)
-    cpu-demo  the default: the kit's own student, offline on CPU, about 20 minutes on 2 cores (see student.py)
+    cpu-demo  the default: the kit's own student, offline on CPU, under 20 minutes on 2 cores (see student.py)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
 """

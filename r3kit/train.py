@@ -206,7 +206,7 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     write_json(out_dir / "config.json", {"model": asdict(model_cfg), "train": asdict(cfg), "task": task.name,
                                          "prompt_style": task.style, "failures": len(failures)})
     trainer = build_trainer(model, tokenizer, task, failures, cfg, out_dir, generator_factory)
-    from r3kit.train_log import truncate_log
+    from r3kit.train_log import truncate_log  # after load_model: train_log imports transformers
 
     resume = last_checkpoint(out_dir)
     truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
