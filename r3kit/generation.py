@@ -6,10 +6,20 @@ Each conversation (a list of chat messages) is rendered with the tokenizer's cha
 assistant turn, and one completion is sampled for it. Completions keep their token ids (ending with the
 EOS token when the model stopped by itself), so the trainer can score exactly what was sampled.
 
+Both backends tokenise a conversation the same way (`prompt_ids`: the rendered template, no special tokens
+added, since the template already holds them) and sample exactly what they are asked: every knob is set
+(temperature, top-p, top-k off, no repetition penalty), so neither inherits the model's generation_config
+(Qwen2.5 ships repetition_penalty 1.05 and top_k 20), and what is sampled is what TRL scores.
+
 HFGenerator (CPU or GPU): transformers `generate`, prompts sorted by length and cut into batches of
 `batch_size` (left padding), greedy when temperature == 0, else temperature / top-p sampling with a
-seed per batch; it stops at any EOS id of the tokenizer and generation config.
-VLLMGenerator (GPU only): Unsloth's `fast_generate` (a vLLM engine) with the live LoRA weights.
+seed per batch (transformers draws different noise for every row); it stops at any EOS id.
+VLLMGenerator (GPU only): Unsloth's `fast_generate` (its colocated vLLM engine), one request per
+conversation, each with its own seed derived from the sampling seed. vLLM seeds every request on its
+own, so one seed for the batch would make the G identical prompts of a GRPO group (and mining's k
+attempts) identical samples. LoRA: the live adapter of a training model (`load_lora(live_dir,
+load_tensors=True)`, whose config Unsloth writes into `live_dir`) or a saved adapter folder that vLLM
+reads from disk (`load_lora(folder)`, as Unsloth's GRPO notebooks evaluate a saved LoRA).
 Both count generated tokens and seconds, so `stats` reports tokens per second.
 """
 
@@ -67,6 +77,12 @@ def render(tokenizer, messages: list[Message]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def prompt_ids(tokenizer, messages: list[Message]) -> list[int]:
+    """The token ids both backends feed the model: the rendered template, with no special tokens added
+    (templates such as Llama 3's already begin with BOS; tokenising the text again would double it)."""
+    return tokenizer(render(tokenizer, messages), add_special_tokens=False)["input_ids"]
+
+
 def stop_ids(model, tokenizer) -> list[int]:
     ids = set()
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -74,6 +90,30 @@ def stop_ids(model, tokenizer) -> list[int]:
         if isinstance(value, int):
             ids.add(value)
     return sorted(ids)
+
+
+def request_seeds(sampling: Sampling, n: int) -> list[int | None]:
+    """One seed per request, derived from `sampling.seed` (reproducible); None when greedy (no noise)."""
+    if sampling.temperature == 0:
+        return [None] * n
+    return [(sampling.seed * 1_000_003 + i) % 2**62 for i in range(n)]
+
+
+def hf_sampling_kwargs(sampling: Sampling) -> dict:
+    """transformers `generate` arguments that pin every knob: values left unset would be filled in from
+    the model's generation_config (transformers 5 fills every None from it)."""
+    neutral = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1, top_k=0, min_p=0.0, typical_p=1.0,
+                   epsilon_cutoff=0.0, eta_cutoff=0.0, renormalize_logits=False)
+    if sampling.temperature > 0:
+        return {**neutral, "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+    return {**neutral, "do_sample": False, "temperature": 1.0, "top_p": 1.0}
+
+
+def vllm_sampling_kwargs(sampling: Sampling, seed: int | None, stops: list[int]) -> dict:
+    """vLLM SamplingParams arguments with every knob set (top_k -1 = off in every vLLM release)."""
+    return dict(n=1, temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1, min_p=0.0,
+                repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, max_tokens=sampling.max_new_tokens,
+                seed=seed, logprobs=0, stop_token_ids=stops, skip_special_tokens=True)
 
 
 @contextlib.contextmanager
@@ -101,7 +141,7 @@ class HFGenerator:
         if not conversations:
             return []
         tok = self.tokenizer
-        prompts = [tok(render(tok, c), add_special_tokens=False)["input_ids"] for c in conversations]
+        prompts = [prompt_ids(tok, c) for c in conversations]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         stops = stop_ids(self.model, tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
@@ -116,12 +156,10 @@ class HFGenerator:
                 for row, i in enumerate(batch):
                     ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
                     mask[row, width - len(prompts[i]) :] = 1
-                kwargs = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=stops, pad_token_id=pad)
+                kwargs = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=stops, pad_token_id=pad,
+                              **hf_sampling_kwargs(sampling))
                 if sampling.temperature > 0:
                     torch.manual_seed(sampling.seed * 100_003 + number)
-                    kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-                else:
-                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
                 start = time.perf_counter()
                 out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
                 self.stats.seconds += time.perf_counter() - start
@@ -140,27 +178,42 @@ class HFGenerator:
 
 @dataclass
 class VLLMGenerator:
-    """GPU only: Unsloth's vLLM engine (`FastLanguageModel.from_pretrained(..., fast_inference=True)`)."""
+    """GPU only: Unsloth's vLLM engine (`FastLanguageModel.from_pretrained(..., fast_inference=True)`).
+
+    `adapter`: a saved LoRA folder to generate with (evaluation). Otherwise a model that carries LoRA
+    (training) generates with its live weights, whose adapter config Unsloth writes into `live_lora_dir`
+    (a folder of the run, or a temporary one: never the working directory)."""
 
     model: object
     tokenizer: object
-    lora_name: str = "r3kit_live_lora"
+    adapter: str | None = None
+    live_lora_dir: str | None = None
     stats: Stats = field(default_factory=Stats)
 
+    def lora_request(self):
+        if self.adapter is not None:
+            return self.model.load_lora(str(self.adapter))  # path mode: vLLM reads the folder itself
+        if not hasattr(self.model, "peft_config"):
+            return None
+        if self.live_lora_dir is None:
+            import tempfile
+
+            self.live_lora_dir = tempfile.mkdtemp(prefix="r3kit-live-lora-")
+        return self.model.load_lora(str(self.live_lora_dir), load_tensors=True)
+
     def generate(self, conversations: list[list[Message]], sampling: Sampling, progress: str | None = None) -> list[Completion]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams, TokensPrompt
 
         sampling.validate()
         if not conversations:
             return []
-        texts = [render(self.tokenizer, c) for c in conversations]
-        params = SamplingParams(
-            temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
-            seed=sampling.seed, logprobs=0, stop_token_ids=stop_ids(self.model, self.tokenizer),
-        )
-        lora = self.model.load_lora(self.lora_name, load_tensors=True) if hasattr(self.model, "peft_config") else None
+        prompts = [prompt_ids(self.tokenizer, c) for c in conversations]
+        stops = stop_ids(self.model, self.tokenizer)
+        params = [SamplingParams(**vllm_sampling_kwargs(sampling, seed, stops)) for seed in request_seeds(sampling, len(prompts))]
+        lora = self.lora_request()
         start = time.perf_counter()
-        outputs = self.model.fast_generate(texts, sampling_params=params, lora_request=lora, use_tqdm=progress is not None)
+        outputs = self.model.fast_generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sampling_params=params,
+                                           lora_request=lora, use_tqdm=progress is not None)
         self.stats.seconds += time.perf_counter() - start
         results = []
         for output in outputs:
@@ -177,13 +230,14 @@ class VLLMGenerator:
         return results
 
 
-def make_generator(model, tokenizer, batch_size: int = 64, backend: str = "auto"):
-    """vLLM when the model carries Unsloth's vLLM engine (and backend allows it), else transformers."""
+def make_generator(model, tokenizer, batch_size: int = 64, backend: str = "auto", live_lora_dir: str | None = None):
+    """vLLM when the model carries Unsloth's vLLM engine (and backend allows it), else transformers.
+    A model loaded with a saved adapter for vLLM (`load_model(..., adapter=)`) generates with that adapter."""
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"generation backend must be auto, hf or vllm, got {backend!r}")
     has_vllm = getattr(model, "vllm_engine", None) is not None
     if backend == "vllm" and not has_vllm:
         raise ValueError("backend='vllm' needs a model loaded with fast_inference=True on a GPU")
     if has_vllm and backend != "hf":
-        return VLLMGenerator(model, tokenizer)
+        return VLLMGenerator(model, tokenizer, adapter=getattr(model, "r3kit_adapter", None), live_lora_dir=live_lora_dir)
     return HFGenerator(model, tokenizer, batch_size=batch_size)

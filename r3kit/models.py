@@ -168,12 +168,37 @@ def _torch_dtype(name: str):
     return None if name == "auto" else getattr(torch, name)
 
 
+def vllm_available() -> bool:
+    """Whether Unsloth can start its vLLM engine here (a CUDA GPU and the vllm package)."""
+    import importlib.util
+
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def read_adapter_config(adapter: str | Path) -> dict:
+    import json
+
+    path = Path(adapter) / "adapter_config.json"
+    if not path.exists():
+        raise ValueError(f"{adapter} is not a saved LoRA adapter (no adapter_config.json)")
+    return json.loads(path.read_text())
+
+
 def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetuning: bool = False):
     """(model, tokenizer) through Unsloth; with `adapter`, a saved LoRA adapter is loaded on top;
-    with `full_finetuning`, every weight is trainable (no LoRA)."""
+    with `full_finetuning`, every weight is trainable (no LoRA).
+
+    With `fast_inference` (vLLM) and an adapter, the model gets LoRA through Unsloth's `get_peft_model`
+    (which is what attaches `load_lora`) holding the saved weights, and `model.r3kit_adapter` names the
+    folder: the vLLM generator asks vLLM to read it from disk (`model.load_lora(folder)`), the way
+    Unsloth's GRPO notebooks evaluate a saved LoRA. A plain PeftModel would have no `load_lora`."""
     cfg.validate()
-    if cfg.fast_inference and not torch.cuda.is_available():
-        raise ValueError("fast_inference (vLLM) needs a GPU; set model.fast_inference=False on CPU")
+    if cfg.fast_inference and not vllm_available():
+        raise ValueError("fast_inference (vLLM) needs a GPU and the vllm package; set model.fast_inference=False on CPU")
+    adapter_config = read_adapter_config(adapter) if adapter is not None else None
+    if adapter_config is not None and cfg.fast_inference and adapter_config.get("r", 0) > cfg.max_lora_rank:
+        raise ValueError(f"the adapter in {adapter} has LoRA rank {adapter_config['r']} > model.max_lora_rank "
+                         f"{cfg.max_lora_rank}: vLLM could not load it; raise model.max_lora_rank")
     fast = fast_language_model()  # before resolve_model_path, which may build the tiny model with transformers
     path = resolve_model_path(cfg.name)
     dtype = _torch_dtype(cfg.dtype)
@@ -190,11 +215,24 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
         raise ValueError(f"model {cfg.name!r} could not be loaded: {error}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if adapter is not None:
+    if adapter is not None and cfg.fast_inference:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        targets = adapter_config["target_modules"]
+        model = fast.get_peft_model(
+            model, r=adapter_config["r"], lora_alpha=adapter_config["lora_alpha"], lora_dropout=0.0,
+            target_modules=sorted(targets) if isinstance(targets, (list, set)) else targets,
+            use_gradient_checkpointing=False,
+        )
+        result = set_peft_model_state_dict(model, load_file(str(Path(adapter) / "adapter_model.safetensors")))
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"the adapter in {adapter} does not fit this model: {result.unexpected_keys[:3]} ...")
+        model.r3kit_adapter = str(adapter)
+        for_inference(model)
+    elif adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise ValueError(f"{adapter} is not a saved LoRA adapter (no adapter_config.json)")
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
     return model, tokenizer
 

@@ -36,7 +36,8 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass
 class TrainConfig:
-    """Paper-like defaults (the paper's exact values are unknown; beta 0.001 is its reported KL weight)."""
+    """Paper-like defaults. The paper's values are unknown; beta 0.001 is a guess from one summary
+    (see shared notes), not a reported number."""
 
     steps: int = 300
     problems_per_step: int = 8  # B failed problems per optimizer step
@@ -64,6 +65,7 @@ class TrainConfig:
     retry_temperature: float = 0.0  # R3 judges each reflection by the greedy retry, as evaluation does
     generation_batch_size: int = 64
     save_steps: int = 50
+    optim: str = "adamw_torch"  # "adamw_8bit" (bitsandbytes) is Unsloth's choice for 8B models on a T4
     seed: int = 0
 
     def validate(self) -> None:
@@ -100,12 +102,14 @@ def check_failures(task: Task, failures) -> None:
         raise ValueError(f"the failure dataset lacks column(s) {missing}; it has {failures.column_names}")
 
 
-def make_rollout(task: Task, cfg: TrainConfig, log: dict, generator_factory=make_generator):
-    """TRL rollout_func: reflections (and retries) for the prompts of one generation batch."""
+def make_rollout(task: Task, cfg: TrainConfig, log: dict, generator_factory=make_generator, live_lora_dir=None):
+    """TRL rollout_func: reflections (and retries) for the prompts of one generation batch.
+    On vLLM the live LoRA's adapter config goes to `live_lora_dir` (a folder of the run)."""
 
     def rollout(prompts, trainer):
         model = trainer.accelerator.unwrap_model(trainer.model)
-        generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size)
+        extra = {} if live_lora_dir is None else {"live_lora_dir": str(live_lora_dir)}
+        generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size, **extra)
         start = time.perf_counter()
         seed = cfg.seed * 1_000_003 + trainer.state.global_step * 2
         reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
@@ -150,6 +154,14 @@ def training_dataset(task: Task, failures):
                                                                         row["failed_attempt"])})
 
 
+def precision(on_gpu: bool, bf16_supported: bool) -> dict:
+    """TrainingArguments' device and precision flags: fp32 on CPU, bf16 where the card has it, else fp16
+    (a T4 has no bf16; leaving both off there would train in fp32 against Unsloth's fp16 weights)."""
+    if not on_gpu:
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    return {"use_cpu": False, "bf16": bf16_supported, "fp16": not bf16_supported}
+
+
 def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_dir: str | Path,
                   generator_factory=make_generator):
     """A TRL GRPOTrainer wired for R3 (model must already carry LoRA adapters, or be fully trainable).
@@ -173,15 +185,17 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         temperature=cfg.temperature if cfg.reward_target == "reflection" else max(cfg.retry_temperature, 1e-3),
+        top_p=cfg.top_p, top_k=0, repetition_penalty=1.0,
         max_completion_length=cfg.reflection_tokens if cfg.reward_target == "reflection" else cfg.retry_tokens,
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, report_to=[],
-        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False,
+        **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
         gradient_checkpointing=False, disable_tqdm=False,
     )
     log: dict = {}
     trainer = GRPOTrainer(
         model=model, processing_class=tokenizer, args=args, train_dataset=training_dataset(task, failures),
-        reward_funcs=[make_reward(task, log)], rollout_func=make_rollout(task, cfg, log, generator_factory),
+        reward_funcs=[make_reward(task, log)],
+        rollout_func=make_rollout(task, cfg, log, generator_factory, live_lora_dir=out_dir / "live_lora"),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
     return trainer

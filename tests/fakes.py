@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from r3kit.generation import Completion, Stats, render
+from r3kit.generation import Completion, Stats, prompt_ids
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ScriptedGenerator:
             text = self.script(conversation)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: sampling.max_new_tokens - 1]
             ids = ids + [self.tokenizer.eos_token_id]
-            prompt = self.tokenizer(render(self.tokenizer, conversation), add_special_tokens=False)["input_ids"]
+            prompt = prompt_ids(self.tokenizer, conversation)
             self.stats.tokens += len(ids)
             self.stats.sequences += 1
             out.append(Completion(text=self.tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,

@@ -33,7 +33,7 @@ def reflections_then_retries(tokenizer):
             return f"r{count['n'] % 4}"
         return f"<answer>{conversation[-2]['content'][-1]}</answer>"
 
-    return lambda model, tok, batch_size=64: ScriptedGenerator(tokenizer, script)
+    return lambda model, tok, batch_size=64, **_: ScriptedGenerator(tokenizer, script)
 
 
 class EvenRetry(CountdownTask):
@@ -132,7 +132,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     calls = {"n": 0}
     good = reflections_then_retries(tokenizer)
 
-    def crashing(model, tok, batch_size=64):
+    def crashing(model, tok, batch_size=64, **_):
         calls["n"] += 1
         if calls["n"] == 3:  # the third step's rollout
             raise RuntimeError("simulated crash")
