@@ -168,6 +168,14 @@ def _torch_dtype(name: str):
     return None if name == "auto" else getattr(torch, name)
 
 
+def load_tokenizer(cfg: ModelConfig):
+    """The model's tokenizer alone (Unsloth imported first), for checks made before the model loads."""
+    fast_language_model()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(cfg.name))
+
+
 def vllm_available() -> bool:
     """Whether Unsloth can start its vLLM engine here (a CUDA GPU and the vllm package)."""
     import importlib.util
@@ -237,12 +245,26 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     return model, tokenizer
 
 
+LORA_TARGETS_DEFAULT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Architectures that fuse projections (Phi-3's qkv_proj and gate_up_proj) get LoRA on the fused layer.
+FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}
+
+
+def lora_targets(model, requested: list[str]) -> list[str]:
+    """The requested LoRA targets as this model names its linear layers (fused names where it fuses)."""
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    missing = [t for t in requested if t not in names and FUSED.get(t) not in names]
+    if missing:
+        raise ValueError(f"LoRA target(s) {missing} are not linear layers of this model; its linear layers: {sorted(names)}")
+    return list(dict.fromkeys(t if t in names else FUSED[t] for t in requested))
+
+
 def attach_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], seed: int = 0):
     """Wrap `model` with trainable LoRA adapters via Unsloth (base weights stay frozen)."""
     if r < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {r}")
     return fast_language_model().get_peft_model(
-        model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+        model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model, list(target_modules)),
         use_gradient_checkpointing=False if not torch.cuda.is_available() else "unsloth", random_state=seed,
     )
 

@@ -41,6 +41,22 @@ def _test_rows(run: RunConfig) -> list[dict]:
     return [dict(r) for r in load_split(run.data, "test")]
 
 
+def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[int, int, int], where: str,
+                                 model_name: str | None = None) -> None:
+    """Before a model loads: the longest episode prompt of `rows`, counted by the model's own tokenizer,
+    plus the turns' token budgets must fit model.max_seq_length (else a ValueError with the numbers)."""
+    import dataclasses
+
+    from r3kit.generation import prompt_ids
+    from r3kit.models import load_tokenizer
+    from r3kit.rollout import check_context, episode_prompt
+
+    tokenizer = load_tokenizer(dataclasses.replace(run.model, name=model_name or run.model.name))
+    task = run.get_task()
+    prompt = max(len(prompt_ids(tokenizer, episode_prompt(task, row, row.get("failed_attempt", "")))) for row in rows)
+    check_context(run.model.max_seq_length, prompt, *turns, where)
+
+
 def student_stage(run: RunConfig) -> dict:
     """Train the student on problems outside the test split; saves student/ and student.json."""
     from r3kit.data import countdown
@@ -78,6 +94,9 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
         raise ValueError(f"which must be one of {list(EVALUATIONS)}, got {which!r}")
     with _timed(run, f"evaluate_{which}"):
         name, adapter = (run.model.name, None) if EVALUATIONS[which] is None else trained_weights(run, EVALUATIONS[which])
+        rows = _test_rows(run)[: run.evaluate.n_examples]
+        e = run.evaluate
+        check_context_with_tokenizer(run, rows, (e.attempt_tokens, e.reflection_tokens, e.retry_tokens), "evaluate", name)
         model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
         generator = make_generator(model, tokenizer, batch_size=run.evaluate.batch_size)
         out = run.run_dir / "eval" / which
@@ -106,9 +125,12 @@ def mine_stage(run: RunConfig) -> dict:
     from r3kit.models import load_model
 
     with _timed(run, "mine"):
+        rows = load_split(run.data, "train")
+        check_context_with_tokenizer(run, [dict(r) for r in rows.select(range(min(len(rows), 2000)))],
+                                     (run.mine.attempt_tokens, run.train.reflection_tokens, run.train.retry_tokens),
+                                     "mining for training")
         model, tokenizer = load_model(run.model)
-        mine_failures(model, tokenizer, run.get_task(), load_split(run.data, "train"), run.mine,
-                      run.run_dir / "failures", model_name=run.model.name)
+        mine_failures(model, tokenizer, run.get_task(), rows, run.mine, run.run_dir / "failures", model_name=run.model.name)
     return read_json(run.run_dir / "failures" / "manifest.json")
 
 
@@ -123,8 +145,11 @@ def train_stage(run: RunConfig, variant: str = "r3") -> dict:
     if cfg is None:
         raise ValueError(f"profile {run.profile!r} defines no control run")
     with _timed(run, f"train_{variant}"):
-        summary = train(run.model, run.get_task(), load_failures(run.run_dir / "failures"), cfg,
-                        run.run_dir / "train" / variant)
+        failures = load_failures(run.run_dir / "failures")
+        if len(failures):
+            check_context_with_tokenizer(run, [dict(r) for r in failures], (0, cfg.reflection_tokens, cfg.retry_tokens),
+                                         f"train {variant}")
+        summary = train(run.model, run.get_task(), failures, cfg, run.run_dir / "train" / variant)
     return summary
 
 
@@ -134,6 +159,35 @@ def figures_stage(run: RunConfig) -> list[Path]:
 
     with _timed(run, "figures"):
         return plots.all_figures(run.run_dir)
+
+
+def run_all(run: RunConfig, log=print) -> list[str]:
+    """Every stage of a profile in one process, in the order `r3kit reproduce` runs the notebooks (the Colab
+    notebook uses it: one runtime, no papermill). A stage whose output is complete is skipped and an
+    unfinished one resumes (mining by chunk, training from its last checkpoint), so running it again after
+    a disconnect continues where it stopped. Returns the stages it ran."""
+    d = run.run_dir
+    steps = [("student", lambda: student_stage(run), d / "student.json")] if run.student is not None else []
+    steps += [("evaluate vanilla", lambda: evaluate_stage(run, "vanilla"), d / "eval" / "vanilla" / "metrics.json"),
+              ("mine failures", lambda: mine_stage(run), d / "failures" / "manifest.json"),
+              ("train r3", lambda: train_stage(run, "r3"), d / "train" / "r3" / "summary.json"),
+              ("evaluate trained", lambda: evaluate_stage(run, "trained"), d / "eval" / "trained" / "metrics.json")]
+    if run.control is not None:
+        steps += [("train retry_control", lambda: train_stage(run, "retry_control"), d / "train" / "retry_control" / "summary.json"),
+                  ("evaluate retry_control", lambda: evaluate_stage(run, "retry_control"),
+                   d / "eval" / "retry_control" / "metrics.json")]
+    steps += [("figures", lambda: figures_stage(run), None)]
+    ran = []
+    for name, stage, done in steps:
+        if done is not None and done.exists():
+            log(f"{name}: done earlier ({done.relative_to(d)})")
+            continue
+        start = time.perf_counter()
+        log(f"{name}: running")
+        stage()
+        ran.append(name)
+        log(f"{name}: finished in {time.perf_counter() - start:.0f} s")
+    return ran
 
 
 def load_run(run_dir: str | Path) -> dict:

@@ -21,7 +21,7 @@ from typing import Any
 
 from r3kit.data import DataConfig
 from r3kit.evaluate import EvalConfig
-from r3kit.gpu_profiles import gpu_profiles
+from r3kit.gpu_profiles import NOT_FITTING, gpu_profiles
 from r3kit.mining import MiningConfig
 from r3kit.models import ModelConfig
 from r3kit.student import StudentConfig
@@ -152,6 +152,8 @@ def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]
 
 def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """The validated RunConfig of profile `name` with `overrides`; run_dir defaults to results/<name>."""
+    if name in NOT_FITTING:
+        raise ValueError(f"profile {name!r} is not offered: {NOT_FITTING[name]}")
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid profiles:\n{describe()}")
     spec = _merge(PROFILES[name], overrides or {})
@@ -181,4 +183,33 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
     for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control):
         if stage is not None:
             stage.validate()
+    check_budgets(run)
     return run
+
+
+def estimated_prompt_tokens(run: RunConfig) -> int:
+    """A subword tokenizer's count for the longest episode prompt of a few generated problems, from the
+    text alone (3 characters a token, 8 tokens of template a turn): a check made before any download."""
+    from r3kit.data import sample_rows
+    from r3kit.rollout import episode_prompt
+
+    task = run.get_task()
+    prompts = [episode_prompt(task, row) for row in sample_rows(run.data)]
+    return max(sum(len(m["content"]) for m in p) // 3 + 8 * len(p) for p in prompts)
+
+
+def check_budgets(run: RunConfig) -> None:
+    """Cross-stage limits, before anything loads: every episode fits the context, and on vLLM the LoRA
+    rank fits the engine's max_lora_rank. The real tokenizer checks the context again before a model loads."""
+    from r3kit.rollout import check_context
+
+    prompt = estimated_prompt_tokens(run)
+    e, length = run.evaluate, run.model.max_seq_length
+    check_context(length, prompt, e.attempt_tokens, e.reflection_tokens, e.retry_tokens, "evaluate, estimated")
+    for name, cfg in (("train", run.train), ("control", run.control)):
+        if cfg is None:
+            continue
+        check_context(length, prompt, run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens, f"{name}, estimated")
+        if run.model.fast_inference and cfg.finetune == "lora" and cfg.lora_r > run.model.max_lora_rank:
+            raise ValueError(f"{name}.lora_r = {cfg.lora_r} > model.max_lora_rank = {run.model.max_lora_rank}: vLLM could "
+                             "not load the adapter; raise model.max_lora_rank or lower the rank")

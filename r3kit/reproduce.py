@@ -36,6 +36,16 @@ class NotebookFailed(RuntimeError):
     pass
 
 
+def default_notebooks() -> Path:
+    """The checkout's notebooks/ when running from one, else the copies shipped in the package."""
+    local = project_root() / "notebooks"
+    if (local / "02_evaluate.ipynb").exists():
+        return local
+    from importlib.resources import files
+
+    return Path(str(files("r3kit.notebooks")))
+
+
 def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
     """(notebook, its own parameters, name of the executed copy) in execution order."""
     steps = [("01_make_student.ipynb", {}, "01_make_student")] if run.student is not None else []
@@ -80,7 +90,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     import papermill
 
     run = resolve(profile, out, overrides)
-    notebooks_dir = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks()
     steps = plan(run)
     missing = sorted({nb for nb, _, _ in steps if not (notebooks_dir / nb).exists()})
     if missing:
@@ -103,7 +113,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
         entry = {"notebook": notebook, "output": str(output.relative_to(run_dir)), "parameters": own}
         try:
             papermill.execute_notebook(str(notebooks_dir / notebook), str(output), parameters=parameters,
-                                       kernel_name=kernel, cwd=str(notebooks_dir), progress_bar=False,
+                                       kernel_name=kernel, cwd=str(run_dir), progress_bar=False,
                                        log_output=log_output)
         except papermill.PapermillExecutionError as error:
             entry.update(status="failed", seconds=round(time.perf_counter() - began, 1),

@@ -50,6 +50,22 @@ def retry_conversation(task: Task, reflection_prompt: list[Message], reflection:
     return [*reflection_prompt, {"role": "assistant", "content": reflection}, task.retry_request()]
 
 
+def episode_prompt(task: Task, example: dict, attempt: str = "") -> list[Message]:
+    """The longest conversation of an episode (the retry's prompt) with its generated turns left empty
+    (or a given attempt): what the context must hold besides the turns still to be generated."""
+    return retry_conversation(task, reflection_conversation(task, example, attempt), "")
+
+
+def check_context(max_seq_length: int, prompt_tokens: int, attempt: int, reflection: int, retry: int, where: str) -> None:
+    """Raise, naming the numbers, when prompt + attempt + reflection + retry tokens exceed the context."""
+    need = prompt_tokens + attempt + reflection + retry
+    if need > max_seq_length:
+        raise ValueError(
+            f"model.max_seq_length = {max_seq_length} cannot hold a whole episode ({where}): prompt {prompt_tokens} + "
+            f"attempt {attempt} + reflection {reflection} + retry {retry} = {need} tokens; raise model.max_seq_length "
+            f"to at least {need} or shorten the turns")
+
+
 def control_conversation(task: Task, example: dict, attempt: str, condition: str) -> list[Message]:
     first = [*task.first_messages(example), {"role": "assistant", "content": attempt}]
     if condition == "no_reflection":

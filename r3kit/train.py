@@ -27,11 +27,11 @@ from pathlib import Path
 
 from r3kit.generation import Sampling, make_generator
 from r3kit.io import write_json
-from r3kit.models import ModelConfig, attach_lora, load_model, torch
+from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, torch
 from r3kit.rollout import reflection_conversation, retry_conversation
 from r3kit.tasks import Task
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_TARGETS = LORA_TARGETS_DEFAULT
 
 
 @dataclass

@@ -97,3 +97,28 @@ def test_hub_source_uses_the_paper_dataset_ids(monkeypatch):
 def test_hub_source_offline_is_a_clear_error():
     with pytest.raises(ValueError, match="needs internet"):
         load_split(DataConfig(task="function_calling", source="hub"), "test")
+
+
+@pytest.mark.parametrize("kind", ["hub", "datasets"])
+def test_a_gated_dataset_says_what_to_do(monkeypatch, kind):
+    """xLAM is gated: datasets wraps the hub's GatedRepoError into DatasetNotFoundError, or it arrives bare."""
+    import datasets
+    import httpx
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import GatedRepoError
+
+    from r3kit.data import DataConfig, load_split
+
+    hub_id = "Salesforce/xlam-function-calling-60k"
+
+    def gated(*args, **kwargs):
+        if kind == "hub":
+            raise GatedRepoError("401 Client Error", response=httpx.Response(401, request=httpx.Request("GET", "https://hf.co")))
+        raise DatasetNotFoundError(f"Dataset '{hub_id}' is a gated dataset on the Hub. You must be authenticated to access it.")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", gated)
+    with pytest.raises(ValueError, match=rf"{hub_id} is a gated dataset .*HF_TOKEN is not set.*accept its terms.*set HF_TOKEN"):
+        load_split(DataConfig(task="function_calling", source="hub"), "test")

@@ -91,3 +91,16 @@ def test_load_model_imports_unsloth_before_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]
     assert "imported before" not in out.stderr.lower() and "import unsloth before" not in out.stderr.lower(), out.stderr[-2000:]
+
+
+def test_lora_targets_follow_fused_projections():
+    """Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj: the standard target list must map."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    from r3kit.models import LORA_TARGETS_DEFAULT, lora_targets
+
+    phi = Phi3ForCausalLM(Phi3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
+    assert lora_targets(phi, list(LORA_TARGETS_DEFAULT)) == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    with pytest.raises(ValueError, match=r"\['w_pack'\] are not linear layers of this model; its linear layers: .*qkv_proj"):
+        lora_targets(phi, ["w_pack"])

@@ -165,3 +165,22 @@ def test_clear_errors_before_training(tmp_path):
     with pytest.raises(ValueError, match="no verifier"):
         check_failures(NoVerifier(prompts=COMPACT), FAILURES)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_precision_follows_the_card():
+    """A T4 has no bf16: it must train in fp16 (Unsloth loads it in fp16), never silently in fp32."""
+    from r3kit.train import precision
+
+    assert precision(on_gpu=False, bf16_supported=False) == {"use_cpu": True, "bf16": False, "fp16": False}
+    assert precision(on_gpu=True, bf16_supported=True) == {"use_cpu": False, "bf16": True, "fp16": False}
+    assert precision(on_gpu=True, bf16_supported=False) == {"use_cpu": False, "bf16": False, "fp16": True}
+
+
+def test_grpo_samples_what_it_scores(lora_model, tmp_path):
+    """TRL's own sampling knobs are pinned to the rollout's: top-k off, no repetition penalty, the same top-p."""
+    model, tokenizer = lora_model
+    cfg = TrainConfig(**{**CFG.__dict__, "top_p": 0.9})
+    trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
+                            reflections_then_retries(tokenizer))
+    assert (trainer.args.top_p, trainer.args.top_k, trainer.args.repetition_penalty) == (0.9, 0, 1.0)
+    assert trainer.args.temperature == cfg.temperature

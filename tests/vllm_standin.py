@@ -164,7 +164,8 @@ class LLM:
         ids, out, logprobs, finish = list(prompt), [], [], "length"
         stops = self._stops(param)
         for _ in range(param.max_tokens):
-            raw = model(torch.tensor([ids])).logits[0, -1].float()
+            device = next(model.parameters()).device
+            raw = model(torch.tensor([ids], device=device)).logits[0, -1].float().cpu()
             logits = raw.clone()
             if param.repetition_penalty != 1.0:
                 seen = torch.tensor(sorted(set(ids)))

@@ -81,6 +81,34 @@ def _project(dataset, columns: tuple[str, ...], origin: str):
     return dataset.select_columns(list(columns))
 
 
+def gated_message(hub_id: str) -> str:
+    token = "HF_TOKEN is not set" if not os.environ.get("HF_TOKEN") else "HF_TOKEN is set, but its account has no access"
+    return (f"{hub_id} is a gated dataset on the Hugging Face hub and could not be read ({token}): log in at "
+            f"https://huggingface.co/datasets/{hub_id} and accept its terms, then set HF_TOKEN to an access token of that "
+            "account (on Colab: the key icon, add a secret HF_TOKEN, allow notebook access) and run again")
+
+
+def load_hub(hub_id: str):
+    """The train split of a hub dataset; a gated or unreadable one raises a ValueError that says what to do."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import GatedRepoError
+
+    try:
+        return datasets.load_dataset(hub_id, split="train")
+    except GatedRepoError:
+        raise ValueError(gated_message(hub_id)) from None
+    except DatasetNotFoundError as error:
+        if "gated" in str(error) or "cannot be accessed" in str(error):
+            raise ValueError(gated_message(hub_id)) from None
+        raise
+
+
+def sample_rows(cfg: DataConfig, n: int = 16) -> list[dict]:
+    """A few generated rows of the task (offline, instant): stand-ins for checks made before any download."""
+    return _SOURCES[cfg.task].generate(n, seed=12345, **(cfg.generator if cfg.source == "generate" else {}))
+
+
 def load_split(cfg: DataConfig, split: str):
     """The `split` ("train" or "test") of the rows `cfg` describes, as a datasets.Dataset."""
     import datasets
@@ -101,7 +129,7 @@ def load_split(cfg: DataConfig, split: str):
     if cfg.source == "hub":
         if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
             raise ValueError(f"source='hub' needs internet to download {source.hub_id}, but HF offline mode is set")
-        full = _project(datasets.load_dataset(source.hub_id, split="train"), source.columns, source.hub_id)
+        full = _project(load_hub(source.hub_id), source.columns, source.hub_id)
     else:
         full = _project(_read_file(cfg.source), source.columns, cfg.source)
     if len(full) <= cfg.n_test:

@@ -1,0 +1,109 @@
+"""The GPU path on one CUDA card, in one process: what ran, what broke, and how long each part took.
+
+    python benchmarks/gpu_check.py RUN_DIR OUT_JSON
+
+RUN_DIR must hold a trained student (student/, made by `student_stage` of cpu-demo: a model with partial
+Countdown skill, so GRPO groups can hold both passing and failing retries). Parts, each timed, each
+recorded even when it fails:
+  1. a tiny random Qwen2 through Unsloth's GPU loader (dtype auto), LoRA with Unsloth's gradient
+     checkpointing, and a sampled group of 8 identical prompts (must not be 8 copies of one sample);
+  2. the cpu-demo pipeline on the student with LoRA and the card's precision: vanilla evaluation,
+     failure mining, 3 R3 GRPO steps through Unsloth's patched trainer (per-step reward spread inside the
+     groups, read from TRL's log), the saved adapter evaluated.
+vLLM is not part of it (the package does not fit the device's 64 MiB of carried wheels).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def main(run_dir: str, out_json: str) -> int:
+    report: dict = {"parts": {}}
+
+    def record(name, fn):
+        start = time.perf_counter()
+        try:
+            report["parts"][name] = {"ok": True, "result": fn()}
+        except Exception as error:  # the report says what broke and goes on
+            report["parts"][name] = {"ok": False, "error": f"{type(error).__name__}: {error}",
+                                     "traceback": traceback.format_exc()[-3000:]}
+        report["parts"][name]["seconds"] = round(time.perf_counter() - start, 2)
+        Path(out_json).write_text(json.dumps(report, indent=2, default=str))
+        print(name, json.dumps(report["parts"][name], default=str)[:1500], flush=True)
+
+    def environment():
+        import torch
+
+        import r3kit.models
+
+        r3kit.models.fast_language_model()
+        from importlib import metadata
+
+        return {"gpu": torch.cuda.get_device_name(0), "bf16": torch.cuda.is_bf16_supported(),
+                "versions": {p: metadata.version(p) for p in ("torch", "transformers", "trl", "peft", "unsloth",
+                                                              "unsloth_zoo", "datasets", "accelerate")}}
+
+    def tiny_random_qwen2():
+        from r3kit.generation import HFGenerator, Sampling
+        from r3kit.models import ModelConfig, attach_lora, build_char_model, load_model, save_model
+
+        folder = Path(run_dir) / "tiny-qwen2"
+        save_model(*build_char_model(hidden=256, layers=4, heads=8), folder)
+        model, tokenizer = load_model(ModelConfig(name=str(folder)))
+        loaded = {"dtype": str(model.dtype), "device": str(next(model.parameters()).device)}
+        model = attach_lora(model, r=16, alpha=32, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        group = [[{"role": "user", "content": "37 49 5 = 60"}]] * 8
+        outs = HFGenerator(model, tokenizer).generate(group, Sampling(max_new_tokens=24, temperature=1.0, seed=1))
+        return {**loaded, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "distinct_samples_of_8": len({tuple(o.token_ids) for o in outs})}
+
+    from r3kit.profiles import resolve
+
+    run = resolve("cpu-demo", run_dir, {
+        "model": {"dtype": "auto"},
+        "data": {"n_train": 2000},
+        "evaluate": {"n_examples": 500},
+        "mine": {"chunk_size": 2000},
+        "train": {"steps": 3, "finetune": "lora", "problems_per_step": 16, "group_size": 8, "micro_batch_size": 32,
+                  "learning_rate": 1e-4, "lora_r": 16, "lora_alpha": 32, "save_steps": 3},
+    })
+
+    def evaluate(which):
+        from r3kit.pipeline import evaluate_stage
+
+        metrics = evaluate_stage(run, which)
+        return {k: metrics[k] for k in ("first_try", "second_try", "generation", "wall_seconds") if k in metrics}
+
+    def mine():
+        from r3kit.pipeline import mine_stage
+
+        return mine_stage(run)
+
+    def train():
+        from r3kit.pipeline import train_stage
+
+        summary = train_stage(run, "r3")
+        state = json.loads((run.run_dir / "train" / "r3" / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+        keys = ("step", "reward", "reward_std", "frac_reward_zero_std", "step_time", "r3/rollout_seconds", "loss",
+                "grad_norm", "completions/mean_length")
+        summary["steps_logged"] = [{k: row.get(k) for k in keys} for row in state["log_history"] if "reward" in row]
+        return summary
+
+    record("environment", environment)
+    record("tiny_random_qwen2", tiny_random_qwen2)
+    record("evaluate_vanilla", lambda: evaluate("vanilla"))
+    record("mine", mine)
+    record("train_r3_3_steps", train)
+    record("evaluate_trained_adapter", lambda: evaluate("trained"))
+    failed = [name for name, part in report["parts"].items() if not part["ok"]]
+    print("failed parts:", failed or "none")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

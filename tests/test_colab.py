@@ -1,0 +1,152 @@
+"""Colab: the install cell and badges come from the one repository URL, the install follows Unsloth's
+Colab recipe (keep Colab's torch, vLLM by card, restart when an imported package changed), run folders
+go to Drive, and the notebooks ship inside the package so a plain pip install can reproduce."""
+
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from r3kit import colab
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+A100 = "| NVIDIA A100-SXM4-40GB  On |"
+T4 = "|   0  Tesla T4            Off |"
+
+
+def test_repository_is_named_once_and_every_notebook_and_the_readme_derive_from_it():
+    import tomllib
+
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    assert colab.repository() == url and colab.source() == f"git+{url}"
+    readme = (ROOT / "README.md").read_text()
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.cells[1].source == colab.install_cell(), f"{path.name}: install cell out of step with pyproject"
+        assert colab.badge(path.name) in nb.cells[0].source, f"{path.name}: badge out of step with pyproject"
+        assert colab.badge(path.name) in readme, f"README lacks the badge of {path.name}"
+    assert "github.com/r3kit/r3kit" not in readme.replace(url, "") or url.endswith("r3kit/r3kit")
+
+
+def run_cell(monkeypatch, source_line=None, returncode=0):
+    """Execute the install cell as Colab would, with pip and setup() recorded instead of run."""
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or types.SimpleNamespace(returncode=returncode))
+    monkeypatch.setattr(colab, "setup", lambda: calls.append("setup") or "installed")
+    cell = colab.install_cell()
+    if source_line is not None:
+        cell = cell.replace(f'R3KIT_SOURCE = "{colab.source()}"', f'R3KIT_SOURCE = "{source_line}"')
+    exec(compile(cell, "install-cell", "exec"), {})
+    return calls
+
+
+def test_the_install_cell_installs_r3kit_without_dependencies_then_runs_the_recipe(monkeypatch):
+    calls = run_cell(monkeypatch)
+    assert calls[0][-4:] == ["install", "-q", "--no-deps", f"r3kit @ {colab.source()}"] and calls[1] == "setup"
+    wheel = run_cell(monkeypatch, "/content/r3kit-0.1.0-py3-none-any.whl")
+    assert wheel[-2][-1] == "/content/r3kit-0.1.0-py3-none-any.whl"
+
+
+def test_an_unreachable_repository_names_the_setting_to_change(monkeypatch):
+    with pytest.raises(RuntimeError, match="set R3KIT_SOURCE in this cell"):
+        run_cell(monkeypatch, "git+https://example.invalid/nope", returncode=1)
+
+
+def test_the_recipe_keeps_colabs_torch_and_picks_vllm_by_card():
+    versions = {"numpy": "2.0.2", "pillow": "11.3.0", "torch": "2.9.0+cu126"}
+    for smi, vllm in ((T4, colab.VLLM_T4), (A100, colab.VLLM_NEWER)):
+        commands = colab.install_commands(smi, versions)
+        flat = [arg for command in commands for arg in command]
+        assert vllm in flat and "numpy==2.0.2" in flat and "pillow==11.3.0" in flat
+        assert not any(arg == "torch" or arg.startswith(("torch==", "torch>", "torch<")) for arg in flat)
+        assert "unsloth==2026.10.9" in flat and "trl==1.15.0" in flat and "transformers==5.17.0" in flat
+        trl = next(c for c in commands if "trl==1.15.0" in c)
+        assert "--no-deps" in trl
+    assert "torchao>=0.16.0,<0.18.0" in colab.install_commands(A100, versions)[2]
+    assert "torchao>=0.16.0" in colab.install_commands(A100, {**versions, "torch": "2.10.1"})[2]
+
+
+def fake_colab(monkeypatch, before, after, imported=("torch",)):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+    monkeypatch.setattr(colab, "ready", lambda: False)
+    states = iter([before, after])
+    monkeypatch.setattr(colab, "installed", lambda names: next(states))
+    for name in imported:
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name, types.ModuleType(name)))
+    calls = []
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        return types.SimpleNamespace(returncode=0, stdout=T4 if cmd == ["nvidia-smi"] else "")
+
+    return calls, run
+
+
+def test_setup_asks_for_a_restart_when_an_imported_package_changed(monkeypatch):
+    calls, run = fake_colab(monkeypatch, {"torch": "2.9.0", "numpy": "2.0.2"}, {"torch": "2.9.1", "numpy": "2.0.2"})
+    with pytest.raises(SystemExit, match="restart the runtime"):
+        colab.setup(run=run)
+    assert calls[0] == ["nvidia-smi"] and any(colab.VLLM_T4 in c for c in calls)
+
+
+def test_setup_needs_no_restart_when_nothing_imported_changed_and_does_nothing_when_ready(monkeypatch):
+    calls, run = fake_colab(monkeypatch, {"torch": "2.9.0", "trl": None}, {"torch": "2.9.0", "trl": "1.15.0"})
+    assert colab.setup(run=run) == "installed"
+    monkeypatch.setattr(colab, "ready", lambda: True)
+    assert colab.setup(run=lambda *a, **k: pytest.fail("ran a command")) == "ready"
+
+
+def test_setup_does_nothing_off_colab(monkeypatch):
+    for key in [k for k in __import__("os").environ if k.startswith("COLAB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert "nothing" in colab.setup(run=lambda *a, **k: pytest.fail("ran a command"))
+
+
+def test_run_folder_is_on_drive_on_colab_and_mounts_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "x")
+    monkeypatch.setattr(colab, "DRIVE", tmp_path / "drive")
+    monkeypatch.setattr(colab, "DRIVE_RUNS", tmp_path / "drive" / "MyDrive" / "r3kit-runs")
+    mounted = []
+    folder = colab.run_folder("qwen2.5-1.5b-countdown-t4", mount=mounted.append)
+    assert mounted == [str(tmp_path / "drive")] and folder == tmp_path / "drive" / "MyDrive" / "r3kit-runs" / "qwen2.5-1.5b-countdown-t4"
+    assert colab.run_folder("p", "/somewhere") == Path("/somewhere")
+    assert colab.run_folder("p", use_drive=False).parts[-2:] == ("results", "p")
+
+
+def test_the_wheel_carries_the_notebooks(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next(tmp_path.glob("r3kit-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for path in NOTEBOOKS:
+        assert f"r3kit/notebooks/{path.name}" in names
+    assert "r3kit/colab.py" in names and "r3kit/tasks/countdown.py" in names and "r3kit/data/countdown.py" in names
+
+
+@pytest.mark.slow
+def test_reproduce_smoke_from_a_plain_install_outside_the_checkout(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                   check=True)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    str(next(tmp_path.glob("r3kit-*.whl")))], check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import r3kit; print(r3kit.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(site))
+    out = subprocess.run([sys.executable, "-m", "r3kit.cli", "reproduce", "--profile", "smoke"], cwd=work, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = work / "results" / "smoke"
+    assert (run / "metrics.json").exists() and (run / "figures" / "table.md").exists()
+    assert len(list((run / "notebooks").glob("*.ipynb"))) >= 7
