@@ -54,7 +54,9 @@ class ModelConfig:
 
 
 def fast_language_model():
-    """Unsloth's FastLanguageModel, importing Unsloth on first use (before transformers, peft and trl)."""
+    """Unsloth's FastLanguageModel, importing Unsloth on first use (before transformers, peft and trl).
+    Unsloth's compiled kernels go to the kit's cache, not the working directory (notebooks/ under papermill)."""
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(cache_dir() / "unsloth_compiled_cache"))
     import unsloth  # noqa: F401
     from unsloth import FastLanguageModel
 

@@ -210,6 +210,9 @@ def check_budgets(run: RunConfig) -> None:
         if cfg is None:
             continue
         check_context(length, prompt, run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens, f"{name}, estimated")
+        if run.model.fast_inference and cfg.finetune == "full":
+            raise ValueError(f"{name}.finetune = 'full' with model.fast_inference: vLLM would keep generating with the "
+                             "untrained weights; set model.fast_inference=false for full fine-tuning")
         if run.model.fast_inference and cfg.finetune == "lora" and cfg.lora_r > run.model.max_lora_rank:
             raise ValueError(f"{name}.lora_r = {cfg.lora_r} > model.max_lora_rank = {run.model.max_lora_rank}: vLLM could "
                              "not load the adapter; raise model.max_lora_rank or lower the rank")

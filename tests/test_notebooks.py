@@ -9,7 +9,7 @@ import pytest
 
 from r3kit.evaluate import summarize
 from r3kit.io import read_jsonl
-from r3kit.profiles import DEFAULT_PROFILE, resolve
+from r3kit.profiles import DEFAULT_PROFILE, PROFILES, resolve
 from r3kit.reproduce import plan
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -32,14 +32,16 @@ def test_notebook_is_stored_clean_with_metadata_and_a_parameters_cell(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has stored outputs"
     params = parameters(path)
     assert params
-    if path.name != "00_tour.ipynb":
+    assert "google.colab" in nb.cells[1].source  # the install cell that only acts on Colab
+    if path.name == "colab_gpu_run.ipynb":  # the one-runtime GPU notebook defaults to a T4 profile on Drive
+        assert params["profile"] in PROFILES and params["profile"].endswith("-t4") and params["use_drive"] is True
+    elif path.name != "00_tour.ipynb":
         assert params["profile"] == DEFAULT_PROFILE and params["run_dir"] == "" and params["overrides"] == {}
-        assert "google.colab" in nb.cells[1].source  # the install cell that only acts on Colab
 
 
 def test_reproduce_plan_covers_every_numbered_notebook():
     used = {notebook for notebook, _, _ in plan(resolve("cpu-demo"))}
-    assert used == {p.name for p in NOTEBOOKS if p.name != "00_tour.ipynb"}
+    assert used == {p.name for p in NOTEBOOKS if p.name[:2].isdigit() and p.name != "00_tour.ipynb"}
     names = [name for _, _, name in plan(resolve("cpu-demo"))]
     assert names == sorted(names) and len(set(names)) == len(names)
 
@@ -112,3 +114,28 @@ def test_tour_runs_with_the_tiny_model(tmp_path):
     executed = nbformat.read(tmp_path / "tour.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "first attempt:" in text and "COMPLETION (the only tokens the loss sees)" in text and "step" in text
+
+
+@pytest.mark.slow
+def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_path):
+    """papermill's kernel does the loading: the message must reach the user through NotebookFailed."""
+    from r3kit.reproduce import NotebookFailed, reproduce
+
+    folder = tmp_path / "gated_notebooks"
+    folder.mkdir()
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        if path.name == "02_evaluate.ipynb":
+            for cell in nb.cells:
+                if "evaluate_stage(run, which)" in cell.source:
+                    cell.source = (
+                        "import datasets, httpx, os\nfrom huggingface_hub.errors import GatedRepoError\n"
+                        "for key in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'HF_TOKEN'):\n    os.environ.pop(key, None)\n"
+                        "def gated(*args, **kwargs):\n"
+                        "    raise GatedRepoError('401', response=httpx.Response(401, request=httpx.Request('GET', 'https://hf.co')))\n"
+                        "datasets.load_dataset = gated\n" + cell.source)
+        nbformat.write(nb, folder / path.name)
+    with pytest.raises(NotebookFailed, match=r"02_evaluate.ipynb .* ValueError: Salesforce/xlam-function-calling-60k is a "
+                                             r"gated dataset .*HF_TOKEN is not set.*accept its terms"):
+        reproduce("smollm2-function-calling", tmp_path / "run", overrides={"data": {"source": "hub"}}, notebooks_dir=folder)
+    assert not (tmp_path / "run" / "eval").exists()  # stopped before any model loaded or wrote

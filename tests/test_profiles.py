@@ -73,6 +73,10 @@ def test_budgets_are_checked_before_anything_loads():
     with pytest.raises(ValueError, match=r"max_seq_length = 1024 cannot hold a whole episode \(evaluate, estimated\): "
                                          r"prompt \d+ \+ attempt 384 \+ reflection 192 \+ retry 384 = \d+ tokens"):
         resolve("qwen2.5-1.5b-countdown-t4", overrides={"model": {"max_seq_length": 1024}})
+    with pytest.raises(ValueError, match="finetune = 'full' with model.fast_inference"):
+        resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"finetune": "full"}})
+    assert resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"finetune": "full"},
+                                                          "model": {"fast_inference": False}}).train.finetune == "full"
     with pytest.raises(ValueError, match="train.lora_r = 64 > model.max_lora_rank = 16"):
         resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"lora_r": 64}})
 
