@@ -90,18 +90,23 @@ def test_a_failing_notebook_stops_the_run_and_names_itself(tmp_path):
     assert (tmp_path / "metrics.json").exists()  # what the earlier notebooks wrote stays
 
 
-def _broken_notebooks(tmp_path):
-    """A copy of the notebooks whose mining notebook asks for k = 0 attempts."""
-    folder = tmp_path / "broken_notebooks"
+def _notebooks_with(folder, notebook, marker, prefix):
+    """A copy of the notebooks where `prefix` runs first in the cell of `notebook` that holds `marker`."""
     folder.mkdir()
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        if path.name == "03_mine_failures.ipynb":
+        if path.name == notebook:
             for cell in nb.cells:
-                if "mine_stage(run)" in cell.source:
-                    cell.source = "import dataclasses\nrun.mine = dataclasses.replace(run.mine, k=0)\n" + cell.source
+                if marker in cell.source:
+                    cell.source = prefix + cell.source
         nbformat.write(nb, folder / path.name)
     return folder
+
+
+def _broken_notebooks(tmp_path):
+    """A copy of the notebooks whose mining notebook asks for k = 0 attempts."""
+    return _notebooks_with(tmp_path / "broken_notebooks", "03_mine_failures.ipynb", "mine_stage(run)",
+                           "import dataclasses\nrun.mine = dataclasses.replace(run.mine, k=0)\n")
 
 
 @pytest.mark.slow
@@ -121,20 +126,12 @@ def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_p
     """papermill's kernel does the loading: the message must reach the user through NotebookFailed."""
     from r3kit.reproduce import NotebookFailed, reproduce
 
-    folder = tmp_path / "gated_notebooks"
-    folder.mkdir()
-    for path in NOTEBOOKS:
-        nb = nbformat.read(path, as_version=4)
-        if path.name == "02_evaluate.ipynb":
-            for cell in nb.cells:
-                if "evaluate_stage(run, which)" in cell.source:
-                    cell.source = (
-                        "import datasets, httpx, os\nfrom huggingface_hub.errors import GatedRepoError\n"
-                        "for key in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'HF_TOKEN'):\n    os.environ.pop(key, None)\n"
-                        "def gated(*args, **kwargs):\n"
-                        "    raise GatedRepoError('401', response=httpx.Response(401, request=httpx.Request('GET', 'https://hf.co')))\n"
-                        "datasets.load_dataset = gated\n" + cell.source)
-        nbformat.write(nb, folder / path.name)
+    folder = _notebooks_with(tmp_path / "gated_notebooks", "02_evaluate.ipynb", "evaluate_stage(run, which)", (
+        "import datasets, httpx, os\nfrom huggingface_hub.errors import GatedRepoError\n"
+        "for key in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'HF_TOKEN'):\n    os.environ.pop(key, None)\n"
+        "def gated(*args, **kwargs):\n"
+        "    raise GatedRepoError('401', response=httpx.Response(401, request=httpx.Request('GET', 'https://hf.co')))\n"
+        "datasets.load_dataset = gated\n"))
     with pytest.raises(NotebookFailed, match=r"02_evaluate.ipynb .* ValueError: Salesforce/xlam-function-calling-60k is a "
                                              r"gated dataset .*HF_TOKEN is not set.*accept its terms"):
         reproduce("smollm2-function-calling", tmp_path / "run", overrides={"data": {"source": "hub"}}, notebooks_dir=folder)

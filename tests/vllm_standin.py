@@ -163,9 +163,11 @@ class LLM:
     def _sample(self, model, prompt: list[int], param: SamplingParams, generator, index: int) -> CompletionOutput:
         ids, out, logprobs, finish = list(prompt), [], [], "length"
         stops = self._stops(param)
+        device, past, feed = next(model.parameters()).device, None, list(prompt)
         for _ in range(param.max_tokens):
-            device = next(model.parameters()).device
-            raw = model(torch.tensor([ids], device=device)).logits[0, -1].float().cpu()
+            step = model(torch.tensor([feed], device=device), past_key_values=past, use_cache=True)
+            past = step.past_key_values
+            raw = step.logits[0, -1].float().cpu()
             logits = raw.clone()
             if param.repetition_penalty != 1.0:
                 seen = torch.tensor(sorted(set(ids)))
@@ -182,6 +184,7 @@ class LLM:
                 logprobs.append({token: Logprob(float(raw_logprobs[token]), rank, self.tokenizer.decode([token]))})
             out.append(token)
             ids.append(token)
+            feed = [token]
             if token in stops:
                 finish = "stop"
                 break
@@ -275,8 +278,11 @@ class FastLanguageModelStandIn:
 
     def get_peft_model(self, model, *args, **kwargs):
         engine = getattr(model, "vllm_engine", None)
+        if engine is not None:  # hidden from the real get_peft_model, whose GPU path would import the real vLLM
+            del model.vllm_engine, model.fast_generate
         peft = self.real.get_peft_model(model, *args, **kwargs)
         if engine is not None:  # patch_peft_fast_inference
+            model.vllm_engine, model.fast_generate = engine, engine.generate
             peft.vllm_engine, peft.fast_generate = engine, engine.generate
             peft.load_lora = functools.partial(load_lora, peft)
         return peft
