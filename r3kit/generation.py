@@ -7,9 +7,9 @@ assistant turn, and one completion is sampled for it. Completions keep their tok
 EOS token when the model stopped by itself), so the trainer can score exactly what was sampled.
 
 Both backends tokenise a conversation the same way (`prompt_ids`: the rendered template, no special tokens
-added, since the template already holds them) and sample exactly what they are asked: every knob is set
-(temperature, top-p, top-k off, no repetition penalty), so neither inherits the model's generation_config
-(Qwen2.5 ships repetition_penalty 1.05 and top_k 20), and what is sampled is what TRL scores.
+added, since the template already holds them) and sample exactly what they are asked: temperature, top-p,
+top-k off, min-p off, no repetition penalty are set explicitly, so neither inherits the sampling settings of
+the model's generation_config (Qwen2.5 ships repetition_penalty 1.05 and top_k 20).
 
 HFGenerator (CPU or GPU): transformers `generate`, prompts sorted by length and cut into batches of
 `batch_size` (left padding), greedy when temperature == 0, else temperature / top-p sampling with a
@@ -100,13 +100,13 @@ def request_seeds(sampling: Sampling, n: int) -> list[int | None]:
 
 
 def hf_sampling_kwargs(sampling: Sampling) -> dict:
-    """transformers `generate` arguments that pin every knob: values left unset would be filled in from
-    the model's generation_config (transformers 5 fills every None from it)."""
-    neutral = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1, top_k=0, min_p=0.0, typical_p=1.0,
-                   epsilon_cutoff=0.0, eta_cutoff=0.0, renormalize_logits=False)
+    """transformers `generate` arguments that pin the knobs a model's generation_config may set (transformers 5
+    fills every argument left as None from it): repetition penalties always; when sampling, the warpers too."""
+    fixed = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1)
     if sampling.temperature > 0:
-        return {**neutral, "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
-    return {**neutral, "do_sample": False, "temperature": 1.0, "top_p": 1.0}
+        return {**fixed, "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0,
+                "min_p": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+    return {**fixed, "do_sample": False}
 
 
 def vllm_sampling_kwargs(sampling: Sampling, seed: int | None, stops: list[int]) -> dict:
@@ -191,8 +191,10 @@ class VLLMGenerator:
     stats: Stats = field(default_factory=Stats)
 
     def lora_request(self):
-        if self.adapter is not None:
-            return self.model.load_lora(str(self.adapter))  # path mode: vLLM reads the folder itself
+        if self.adapter is not None:  # path mode: vLLM reads the folder itself, once (the request is kept)
+            if getattr(self, "_adapter_request", None) is None:
+                self._adapter_request = self.model.load_lora(str(self.adapter))
+            return self._adapter_request
         if not hasattr(self.model, "peft_config"):
             return None
         if self.live_lora_dir is None:

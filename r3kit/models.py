@@ -171,11 +171,38 @@ def _torch_dtype(name: str):
 
 
 def load_tokenizer(cfg: ModelConfig):
-    """The model's tokenizer alone (Unsloth imported first), for checks made before the model loads."""
+    """The model's tokenizer alone (Unsloth imported first), for checks made before the model loads. A hub id
+    goes through Unsloth's name mapping first, as the model will: meta-llama/Llama-3.1-8B-Instruct is gated,
+    and Unsloth reads its ungated copy."""
     fast_language_model()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path(cfg.name))
+    path = resolve_model_path(cfg.name)
+    if not Path(path).exists():
+        from unsloth.models.loader_utils import get_model_name
+
+        path = get_model_name(path, load_in_4bit=cfg.load_in_4bit) or path
+    return AutoTokenizer.from_pretrained(path)
+
+
+def delete_engine(engine) -> None:
+    """Unsloth's teardown of a vLLM engine (its memory on the card is freed only so)."""
+    from unsloth_zoo.vllm_utils import delete_vllm
+
+    delete_vllm(engine)
+
+
+def release(model) -> None:
+    """Free what a stage loaded: its vLLM engine, if any, then Python's and CUDA's caches."""
+    import gc
+
+    engine = getattr(model, "vllm_engine", None)
+    if engine is not None:
+        delete_engine(engine)
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def vllm_available() -> bool:
@@ -201,7 +228,8 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     With `fast_inference` (vLLM) and an adapter, the model gets LoRA through Unsloth's `get_peft_model`
     (which is what attaches `load_lora`) holding the saved weights, and `model.r3kit_adapter` names the
     folder: the vLLM generator asks vLLM to read it from disk (`model.load_lora(folder)`), the way
-    Unsloth's GRPO notebooks evaluate a saved LoRA. A plain PeftModel would have no `load_lora`."""
+    Unsloth's GRPO notebooks evaluate a saved LoRA. peft's own PeftModel.from_pretrained would give a model
+    with no `load_lora`."""
     cfg.validate()
     if cfg.fast_inference and not vllm_available():
         raise ValueError("fast_inference (vLLM) needs a GPU and the vllm package; set model.fast_inference=False on CPU")
@@ -232,8 +260,8 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
         targets = adapter_config["target_modules"]
         model = fast.get_peft_model(
             model, r=adapter_config["r"], lora_alpha=adapter_config["lora_alpha"], lora_dropout=0.0,
-            target_modules=sorted(targets) if isinstance(targets, (list, set)) else targets,
-            use_gradient_checkpointing=False,
+            target_modules=sorted(targets) if isinstance(targets, list) else targets,
+            use_rslora=adapter_config.get("use_rslora", False), use_gradient_checkpointing=False,
         )
         result = set_peft_model_state_dict(model, load_file(str(Path(adapter) / "adapter_model.safetensors")))
         if getattr(result, "unexpected_keys", None):

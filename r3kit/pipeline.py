@@ -88,7 +88,7 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     from r3kit.evaluate import evaluate, on_fixed_failures, paired_with
     from r3kit.generation import make_generator
     from r3kit.io import read_jsonl, write_jsonl
-    from r3kit.models import load_model
+    from r3kit.models import load_model, release
 
     if which not in EVALUATIONS:
         raise ValueError(f"which must be one of {list(EVALUATIONS)}, got {which!r}")
@@ -98,23 +98,25 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
         e = run.evaluate
         check_context_with_tokenizer(run, rows, (e.attempt_tokens, e.reflection_tokens, e.retry_tokens), "evaluate", name)
         model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
-        generator = make_generator(model, tokenizer, batch_size=run.evaluate.batch_size)
-        out = run.run_dir / "eval" / which
-        result = evaluate(model, tokenizer, run.get_task(), _test_rows(run), run.evaluate, out, label=which,
-                          generator=generator)
-        path = run.run_dir / "metrics.json"
-        metrics = read_json(path) if path.exists() else {}
-        metrics[which] = {k: v for k, v in result.metrics.items() if k != "config"}
-        baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
-        if which != "vanilla" and baseline.exists() and "reflection" in run.evaluate.conditions:
-            baseline_rows = read_jsonl(baseline)
-            metrics[which]["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(
-                baseline_rows, result.transcripts)
-            fixed, transcripts = on_fixed_failures(generator, run.get_task(), baseline_rows, run.evaluate)
-            write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
-            metrics[which]["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
-            write_json(out / "metrics.json", result.metrics)
-        write_json(path, metrics)
+        try:
+            generator = make_generator(model, tokenizer, batch_size=run.evaluate.batch_size)
+            out = run.run_dir / "eval" / which
+            result = evaluate(model, tokenizer, run.get_task(), rows, run.evaluate, out, label=which, generator=generator)
+            path = run.run_dir / "metrics.json"
+            metrics = read_json(path) if path.exists() else {}
+            metrics[which] = {k: v for k, v in result.metrics.items() if k != "config"}
+            baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
+            if which != "vanilla" and baseline.exists() and "reflection" in run.evaluate.conditions:
+                baseline_rows = read_jsonl(baseline)
+                metrics[which]["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(
+                    baseline_rows, result.transcripts)
+                fixed, transcripts = on_fixed_failures(generator, run.get_task(), baseline_rows, run.evaluate)
+                write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
+                metrics[which]["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
+                write_json(out / "metrics.json", result.metrics)
+            write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished
+        finally:
+            release(model)
     return result.metrics
 
 
@@ -122,15 +124,19 @@ def mine_stage(run: RunConfig) -> dict:
     """Mine failures of the vanilla model on the training split; writes failures/."""
     from r3kit.data import load_split
     from r3kit.mining import mine_failures
-    from r3kit.models import load_model
+    from r3kit.models import load_model, release
 
     with _timed(run, "mine"):
         rows = load_split(run.data, "train")
-        check_context_with_tokenizer(run, [dict(r) for r in rows.select(range(min(len(rows), 2000)))],
+        check_context_with_tokenizer(run, [dict(r) for r in rows],
                                      (run.mine.attempt_tokens, run.train.reflection_tokens, run.train.retry_tokens),
                                      "mining for training")
         model, tokenizer = load_model(run.model)
-        mine_failures(model, tokenizer, run.get_task(), rows, run.mine, run.run_dir / "failures", model_name=run.model.name)
+        try:
+            mine_failures(model, tokenizer, run.get_task(), rows, run.mine, run.run_dir / "failures",
+                          model_name=run.model.name)
+        finally:
+            release(model)
     return read_json(run.run_dir / "failures" / "manifest.json")
 
 
@@ -165,22 +171,30 @@ def run_all(run: RunConfig, log=print) -> list[str]:
     """Every stage of a profile in one process, in the order `r3kit reproduce` runs the notebooks (the Colab
     notebook uses it: one runtime, no papermill). A stage whose output is complete is skipped and an
     unfinished one resumes (mining by chunk, training from its last checkpoint), so running it again after
-    a disconnect continues where it stopped. Returns the stages it ran."""
+    a disconnect continues where it stopped. Each stage frees its model (and vLLM engine) when it ends, so
+    one GPU holds one at a time. Returns the stages it ran."""
     d = run.run_dir
-    steps = [("student", lambda: student_stage(run), d / "student.json")] if run.student is not None else []
-    steps += [("evaluate vanilla", lambda: evaluate_stage(run, "vanilla"), d / "eval" / "vanilla" / "metrics.json"),
-              ("mine failures", lambda: mine_stage(run), d / "failures" / "manifest.json"),
-              ("train r3", lambda: train_stage(run, "r3"), d / "train" / "r3" / "summary.json"),
-              ("evaluate trained", lambda: evaluate_stage(run, "trained"), d / "eval" / "trained" / "metrics.json")]
+
+    def evaluated(which):  # the run's metrics.json gets `which` last, when the whole evaluation is written
+        return lambda: (d / "metrics.json").exists() and which in read_json(d / "metrics.json")
+
+    def exists(path):
+        return lambda: path.exists()
+
+    steps = [("student", lambda: student_stage(run), exists(d / "student.json"))] if run.student is not None else []
+    steps += [("evaluate vanilla", lambda: evaluate_stage(run, "vanilla"), evaluated("vanilla")),
+              ("mine failures", lambda: mine_stage(run), exists(d / "failures" / "manifest.json")),
+              ("train r3", lambda: train_stage(run, "r3"), exists(d / "train" / "r3" / "summary.json")),
+              ("evaluate trained", lambda: evaluate_stage(run, "trained"), evaluated("trained"))]
     if run.control is not None:
-        steps += [("train retry_control", lambda: train_stage(run, "retry_control"), d / "train" / "retry_control" / "summary.json"),
-                  ("evaluate retry_control", lambda: evaluate_stage(run, "retry_control"),
-                   d / "eval" / "retry_control" / "metrics.json")]
-    steps += [("figures", lambda: figures_stage(run), None)]
+        steps += [("train retry_control", lambda: train_stage(run, "retry_control"),
+                   exists(d / "train" / "retry_control" / "summary.json")),
+                  ("evaluate retry_control", lambda: evaluate_stage(run, "retry_control"), evaluated("retry_control"))]
+    steps += [("figures", lambda: figures_stage(run), lambda: False)]
     ran = []
     for name, stage, done in steps:
-        if done is not None and done.exists():
-            log(f"{name}: done earlier ({done.relative_to(d)})")
+        if done():
+            log(f"{name}: done earlier")
             continue
         start = time.perf_counter()
         log(f"{name}: running")

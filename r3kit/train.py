@@ -27,7 +27,7 @@ from pathlib import Path
 
 from r3kit.generation import Sampling, make_generator
 from r3kit.io import write_json
-from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, torch
+from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, release, torch
 from r3kit.rollout import reflection_conversation, retry_conversation
 from r3kit.tasks import Task
 
@@ -83,6 +83,9 @@ class TrainConfig:
             )
         if self.steps < 1 or self.learning_rate <= 0 or self.beta < 0:
             raise ValueError(f"need steps >= 1, learning_rate > 0, beta >= 0; got {self.steps}, {self.learning_rate}, {self.beta}")
+        if self.top_p != 1.0:
+            raise ValueError(f"top_p must be 1.0, got {self.top_p}: TRL scores the trained completions at the temperature "
+                             "alone, so nucleus sampling would train on another distribution than the one sampled")
         if self.temperature <= 0 or self.retry_temperature < 0:
             raise ValueError("reflections must be sampled (temperature > 0) so a group holds different reflections")
         if self.reward_target == "retry" and self.retry_temperature == 0:
@@ -102,14 +105,14 @@ def check_failures(task: Task, failures) -> None:
         raise ValueError(f"the failure dataset lacks column(s) {missing}; it has {failures.column_names}")
 
 
-def make_rollout(task: Task, cfg: TrainConfig, log: dict, generator_factory=make_generator, live_lora_dir=None):
+def make_rollout(task: Task, cfg: TrainConfig, log: dict, live_lora_dir: str | Path, generator_factory=make_generator):
     """TRL rollout_func: reflections (and retries) for the prompts of one generation batch.
     On vLLM the live LoRA's adapter config goes to `live_lora_dir` (a folder of the run)."""
 
     def rollout(prompts, trainer):
         model = trainer.accelerator.unwrap_model(trainer.model)
-        extra = {} if live_lora_dir is None else {"live_lora_dir": str(live_lora_dir)}
-        generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size, **extra)
+        generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size,
+                                      live_lora_dir=str(live_lora_dir))
         start = time.perf_counter()
         seed = cfg.seed * 1_000_003 + trainer.state.global_step * 2
         reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
@@ -165,7 +168,8 @@ def precision(on_gpu: bool, bf16_supported: bool) -> dict:
 def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_dir: str | Path,
                   generator_factory=make_generator):
     """A TRL GRPOTrainer wired for R3 (model must already carry LoRA adapters, or be fully trainable).
-    `generator_factory(model, tokenizer, batch_size=...)` makes the rollout's generator (tests script it)."""
+    `generator_factory(model, tokenizer, batch_size=..., live_lora_dir=...)` makes the rollout's generator
+    (tests script it)."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -185,7 +189,6 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         temperature=cfg.temperature if cfg.reward_target == "reflection" else max(cfg.retry_temperature, 1e-3),
-        top_p=cfg.top_p, top_k=0, repetition_penalty=1.0,
         max_completion_length=cfg.reflection_tokens if cfg.reward_target == "reflection" else cfg.retry_tokens,
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, report_to=[],
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
@@ -195,7 +198,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     trainer = GRPOTrainer(
         model=model, processing_class=tokenizer, args=args, train_dataset=training_dataset(task, failures),
         reward_funcs=[make_reward(task, log)],
-        rollout_func=make_rollout(task, cfg, log, generator_factory, live_lora_dir=out_dir / "live_lora"),
+        rollout_func=make_rollout(task, cfg, log, out_dir / "live_lora", generator_factory),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
     return trainer
@@ -232,5 +235,7 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     summary = {"steps": trainer.state.global_step, "resumed_from": resume, "saved": str(final),
                "wall_seconds": time.perf_counter() - start,
                "epochs": trainer.state.global_step * cfg.problems_per_step / len(failures)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    release(trainer.model)
+    del model, trainer
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))  # last: its presence means training finished
     return summary

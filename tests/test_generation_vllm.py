@@ -71,6 +71,7 @@ def test_neither_backend_inherits_the_models_generation_config(vllm_tiny):
     model, tokenizer = vllm_tiny
     clean = HFGenerator(model, tokenizer).generate([CONVERSATION], Sampling(max_new_tokens=16))
     sampled_clean = HFGenerator(model, tokenizer).generate(GROUP, Sampling(max_new_tokens=16, temperature=1.0, seed=5))
+    vllm_sampled_clean = make_generator(model, tokenizer).generate(GROUP, Sampling(16, 1.0, 1.0, 5))
     for target in (model, model.vllm_engine.model):
         target.generation_config.repetition_penalty = 3.0
         target.generation_config.top_k = 1
@@ -80,6 +81,7 @@ def test_neither_backend_inherits_the_models_generation_config(vllm_tiny):
     assert texts(again) == texts(sampled_clean)
     on_vllm = make_generator(model, tokenizer).generate([CONVERSATION], Sampling(max_new_tokens=16))
     assert texts(on_vllm) == texts(clean)
+    assert texts(make_generator(model, tokenizer).generate(GROUP, Sampling(16, 1.0, 1.0, 5))) == texts(vllm_sampled_clean)
 
 
 def test_vllm_is_given_token_ids_so_a_template_bos_is_not_doubled(vllm_tiny):
@@ -129,6 +131,8 @@ def test_a_saved_adapter_is_evaluated_on_vllm_from_its_folder(standin, tmp_path)
     with_adapter = generator.generate(conversations, Sampling(max_new_tokens=12))
     request = model.vllm_engine.calls[-1]["lora_request"]
     assert request.lora_path == str(adapter) and request.lora_tensors is None  # path mode: vLLM reads the folder
+    generator.generate(conversations, Sampling(max_new_tokens=4))  # the folder is read once: the request is kept
+    assert model.vllm_engine.calls[-1]["lora_request"] is request
     hf_model, hf_tokenizer = load_model(ModelConfig(name="tiny"), adapter=adapter)
     reference = HFGenerator(hf_model, hf_tokenizer).generate(conversations, Sampling(max_new_tokens=12))
     base = HFGenerator(*load_model(ModelConfig(name="tiny"))).generate(conversations, Sampling(max_new_tokens=12))

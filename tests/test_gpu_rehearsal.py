@@ -1,5 +1,6 @@
 """Every GPU profile's whole pipeline rehearsed on CPU, with the profile's own sections, so chat-template,
-LoRA-target, context-length, dtype and config errors show up here rather than on a user's GPU.
+LoRA-target, context-length and config errors show up here rather than on a user's GPU (dtype errors cannot:
+on CPU everything runs in fp32 and 4-bit falls back to 16-bit).
 
 Only what cannot run here is swapped: the hub model becomes a shrunk random model of the same architecture
 (tests/shrunk_models.py), the hub data a few offline problems, the turn budgets a few tokens, training 1
@@ -18,7 +19,7 @@ import vllm_standin
 from r3kit.gpu_profiles import GPUS, MODELS
 from r3kit.profiles import PROFILES, resolve
 
-GPU_PROFILES = [name for name in PROFILES if name.rsplit("-", 1)[-1] in GPUS or name.endswith("-a100-40gb")]
+GPU_PROFILES = [name for name in PROFILES if any(name.endswith(f"-{gpu}") for gpu in GPUS)]
 TURNS = {"attempt_tokens": 6, "reflection_tokens": 6, "retry_tokens": 6}
 
 
@@ -42,7 +43,7 @@ def test_every_gpu_profile_is_rehearsed():
 def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch):
     from r3kit.pipeline import run_all
 
-    vllm_standin.install(monkeypatch)
+    standin = vllm_standin.install(monkeypatch)
     overrides = {
         "model": {"name": str(shrunk[short_name(name)])},
         "data": {"source": "generate", "n_test": 3, "n_train": 4},
@@ -64,4 +65,5 @@ def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch)
     adapter = json.loads((run.run_dir / "train" / "r3" / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == run.train.lora_r and adapter["lora_alpha"] == run.train.lora_alpha
     assert (run.run_dir / "figures" / "table.md").exists()
+    assert len(standin.engines) == 6 and all(engine.deleted for engine in standin.engines)  # one GPU, one engine at a time
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing lands in the working directory

@@ -176,11 +176,7 @@ def test_precision_follows_the_card():
     assert precision(on_gpu=True, bf16_supported=False) == {"use_cpu": False, "bf16": False, "fp16": True}
 
 
-def test_grpo_samples_what_it_scores(lora_model, tmp_path):
-    """TRL's own sampling knobs are pinned to the rollout's: top-k off, no repetition penalty, the same top-p."""
-    model, tokenizer = lora_model
-    cfg = TrainConfig(**{**CFG.__dict__, "top_p": 0.9})
-    trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
-                            reflections_then_retries(tokenizer))
-    assert (trainer.args.top_p, trainer.args.top_k, trainer.args.repetition_penalty) == (0.9, 0, 1.0)
-    assert trainer.args.temperature == cfg.temperature
+def test_reflections_are_sampled_from_the_distribution_trl_scores():
+    """TRL scores completions at the temperature alone: nucleus sampling would train on another distribution."""
+    with pytest.raises(ValueError, match="top_p must be 1.0"):
+        TrainConfig(top_p=0.9).validate()

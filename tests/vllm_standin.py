@@ -18,8 +18,8 @@ models/_utils.py::patch_peft_fast_inference; unsloth_zoo 2026.10.9: vllm_utils.p
 * LoRA: a LoRARequest names a folder vLLM reads (path mode) or carries tensors (Unsloth's tensor mode);
   a rank above max_lora_rank is refused; adapters are cached by lora_int_id (a new id reloads).
 * Unsloth: from_pretrained(fast_inference=True) attaches `vllm_engine` and `fast_generate` (the engine's
-  generate, on the base weights: no LoRA unless a lora_request is passed); `load_lora` is attached only
-  by get_peft_model on such a model; load_lora(folder) needs the folder to exist, load_lora(folder,
+  generate, on the base weights: no LoRA unless a lora_request is passed); `load_lora` is attached by
+  Unsloth's own PEFT wrapping of such a model (get_peft_model; peft's PeftModel.from_pretrained has none); load_lora(folder) needs the folder to exist, load_lora(folder,
   load_tensors=True) writes the live adapter_config.json into folder and sends the live tensors; every
   call takes a new request id.
 
@@ -133,6 +133,8 @@ class LLM:
         return SamplingParams(**diff)
 
     def generate(self, prompts, sampling_params=None, use_tqdm=True, lora_request=None):
+        if getattr(self, "deleted", False):
+            raise RuntimeError("this vLLM engine was deleted (unsloth_zoo.vllm_utils.delete_vllm)")
         prompts = prompts if isinstance(prompts, list) else [prompts]
         if sampling_params is None:
             sampling_params = self.get_default_sampling_params()
@@ -310,4 +312,5 @@ def install(monkeypatch) -> FastLanguageModelStandIn:
     monkeypatch.setitem(sys.modules, "vllm.lora.request", request)
     monkeypatch.setattr(r3kit.models, "fast_language_model", lambda: stand_in)
     monkeypatch.setattr(r3kit.models, "vllm_available", lambda: True)
+    monkeypatch.setattr(r3kit.models, "delete_engine", lambda engine: setattr(engine, "deleted", True))
     return stand_in
