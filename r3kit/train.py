@@ -65,7 +65,7 @@ class TrainConfig:
     retry_temperature: float = 0.0  # R3 judges each reflection by the greedy retry, as evaluation does
     generation_batch_size: int = 64
     save_steps: int = 50
-    optim: str = "adamw_torch"  # "adamw_8bit" (bitsandbytes) is Unsloth's choice for 8B models on a T4
+    optim: str = "adamw_torch_fused"  # TrainingArguments' default here; Unsloth's GPU config would default to adamw_8bit
     seed: int = 0
 
     def validate(self) -> None:
