@@ -10,7 +10,8 @@ recorded even when it fails:
   2. the cpu-demo pipeline on the student with LoRA and the card's precision: vanilla evaluation,
      failure mining, 3 R3 GRPO steps through Unsloth's patched trainer (per-step reward spread inside the
      groups, read from TRL's log), the saved adapter evaluated.
-vLLM is not part of it (the package does not fit the device's 64 MiB of carried wheels).
+Generation is transformers' (fast_inference off), so it needs no vLLM; the vLLM path is what the profiles'
+`fast_inference` adds on top.
 """
 
 from __future__ import annotations

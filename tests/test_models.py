@@ -104,3 +104,16 @@ def test_lora_targets_follow_fused_projections():
     assert lora_targets(phi, list(LORA_TARGETS_DEFAULT)) == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
     with pytest.raises(ValueError, match=r"\['w_pack'\] are not linear layers of this model; its linear layers: .*qkv_proj"):
         lora_targets(phi, ["w_pack"])
+
+
+def test_the_tokenizer_check_reads_the_copy_unsloth_loads(monkeypatch):
+    """meta-llama/Llama-3.1-8B-Instruct is gated; Unsloth loads its ungated copy, so the context check must too."""
+    import transformers
+
+    from r3kit.models import load_tokenizer
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    asked = []
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda path, **kw: asked.append(path) or path)
+    load_tokenizer(ModelConfig(name="meta-llama/Llama-3.1-8B-Instruct"))
+    assert asked and not asked[0].startswith("meta-llama/") and "Llama-3.1-8B-Instruct".lower() in asked[0].lower()
