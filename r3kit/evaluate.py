@@ -11,13 +11,19 @@ problem's whole episode a line); `summarize` recomputes metrics.json from the tr
 `on_fixed_failures` isolates what R3 trains: a trained model reflects and retries on the *vanilla*
 model's failed first attempts (read from its transcripts), so both models face the same failures and
 the comparison is paired (Wilson intervals for each, exact McNemar test for the difference), free of
-the noise that changed first attempts add to second-try accuracy. `paired_with` compares two whole
-evaluations problem by problem (first and second try gained/lost, first attempts that changed).
+the noise that changed first attempts add to second-try accuracy. Its `both_failed_first` part keeps
+only the problems the trained model also fails at first, so a rescue cannot come from first-try skill.
+`paired_with` compares two whole evaluations problem by problem (first and second try gained/lost,
+first attempts that changed).
+
+What the reflection itself adds, on the model's own failed first attempts (`own_failures`): retry
+success after its own reflection, after no reflection and after the generic one, paired problem by
+problem (exact McNemar). `copied` counts the retries whose answer already stands in the reflection
+text: a retry that copies its reflection's conclusion. Every test is two-sided (r3kit.stats).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +32,7 @@ from typing import Any
 from r3kit.generation import make_generator
 from r3kit.io import write_json, write_jsonl
 from r3kit.rollout import CONDITIONS, Episode, EpisodeConfig, run_episodes, second_turns
+from r3kit.stats import mcnemar, proportion
 from r3kit.tasks.base import Verdict
 
 METRIC_KEYS = {"reflection": "second_try", "no_reflection": "retry_no_reflection", "generic_reflection": "retry_generic_reflection"}
@@ -58,39 +65,48 @@ class EvalConfig:
                              self.temperature, self.top_p, self.seed)
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mcnemar(before: list[bool], after: list[bool]) -> dict[str, Any]:
-    """Paired comparison of two sets of verdicts on the same problems: exact one-sided McNemar test that
-    `after` passes more often than `before` (p = P[Binomial(b + c, 1/2) >= b], b = only `after` passed)."""
-    if len(before) != len(after):
-        raise ValueError(f"paired verdicts need equal lengths, got {len(before)} and {len(after)}")
-    gained = sum(a and not b for b, a in zip(before, after))
-    lost = sum(b and not a for b, a in zip(before, after))
-    n = gained + lost
-    p = sum(math.comb(n, k) for k in range(gained, n + 1)) / 2**n if n else 1.0
-    return {"gained": gained, "lost": lost, "p_value": p}
-
-
-def proportion(successes: int, n: int) -> dict[str, Any]:
-    low, high = wilson(successes, n)
-    return {"accuracy": successes / n if n else 0.0, "ci_low": low, "ci_high": high, "n": n, "successes": successes}
-
-
 def _solved(row: dict, condition: str) -> bool:
     return row["first"]["verdict"]["ok"] or bool(row["second"].get(condition, {}).get("verdict", {}).get("ok"))
 
 
-def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS) -> dict[str, Any]:
-    """metrics from transcript rows (the dicts of transcripts.jsonl)."""
+def _retry_ok(row: dict, condition: str) -> bool:
+    return bool(row["second"][condition]["verdict"]["ok"])
+
+
+def own_failures(transcripts: list[dict], conditions: tuple[str, ...]) -> dict[str, Any] | None:
+    """On the model's own failed first attempts: retry success per condition, and the reflection paired
+    against each control (`after` = the reflection)."""
+    failed = [r for r in transcripts if not r["first"]["verdict"]["ok"] and all(c in r["second"] for c in conditions)]
+    if not failed or "reflection" not in conditions:
+        return None
+    out: dict[str, Any] = {c: proportion(sum(_retry_ok(r, c) for r in failed), len(failed)) for c in conditions}
+    own = [_retry_ok(r, "reflection") for r in failed]
+    for control in conditions:
+        if control != "reflection":
+            out[f"reflection_vs_{control}"] = mcnemar([_retry_ok(r, control) for r in failed], own)
+    return out
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def copied(task, transcripts: list[dict]) -> dict[str, Any] | None:
+    """How many retries after a reflection give an answer that already stands in that reflection's text."""
+    pairs = []
+    for row in transcripts:
+        turn = row["second"].get("reflection")
+        if turn is None:
+            continue
+        reflection, retry = turn["messages"][1]["content"], turn["messages"][-1]["content"]
+        answer = task.answer(retry)
+        if answer is not None and _squash(answer):
+            pairs.append(_squash(answer) in _squash(reflection))
+    return proportion(sum(pairs), len(pairs)) if pairs else None
+
+
+def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS, task=None) -> dict[str, Any]:
+    """metrics from transcript rows (the dicts of transcripts.jsonl); with `task`, also the copy rate."""
     n = len(transcripts)
     if n == 0:
         raise ValueError("no transcripts to summarize")
@@ -108,6 +124,9 @@ def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS)
     reflections = [r["second"]["reflection"]["reflection_tokens"] for r in transcripts if "reflection" in r["second"]]
     metrics["reflection_tokens_mean"] = sum(reflections) / len(reflections) if reflections else None
     metrics["failed_first_attempts"] = sum(not r["first"]["verdict"]["ok"] for r in transcripts)
+    metrics["own_failures"] = own_failures(transcripts, tuple(conditions))
+    if task is not None:
+        metrics["retry_copies_reflection"] = copied(task, transcripts)
     return metrics
 
 
@@ -150,7 +169,7 @@ def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | P
     generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size)
     episodes = run_episodes(generator, task, rows, cfg.episode(), tuple(cfg.conditions))
     transcripts = [e.to_dict() for e in episodes]
-    metrics = summarize(transcripts, tuple(cfg.conditions))
+    metrics = summarize(transcripts, tuple(cfg.conditions), task)
     metrics.update(label=label, task=task.name, config=asdict(cfg), wall_seconds=time.perf_counter() - start,
                    generation={"tokens": generator.stats.tokens, "seconds": generator.stats.seconds,
                                "tokens_per_second": generator.stats.tokens_per_second})
@@ -167,10 +186,13 @@ def _episode(row: dict) -> Episode:
                    Verdict(first["verdict"]["ok"], first["verdict"]["reason"]), first.get("attempt_tokens", 0))
 
 
-def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
+def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True,
+                      own: list[dict] | None = None) -> tuple[dict, list[dict]]:
     """Reflect and retry with `generator` on the failed first attempts of `baseline` (transcript rows of
     another model's evaluation, with its own reflection condition): (metrics, this model's transcripts).
-    metrics: `baseline` and `model` retry success on those attempts (proportions) and `paired` (McNemar)."""
+    metrics: `baseline` and `model` retry success on those attempts (proportions) and `paired` (McNemar);
+    with `own` (this model's transcripts on the same problems), `both_failed_first`: the same on the
+    problems this model also fails at first."""
     failed = [row for row in baseline if not row["first"]["verdict"]["ok"]]
     if not failed:
         raise ValueError("the baseline transcripts have no failed first attempt to reflect on")
@@ -181,4 +203,10 @@ def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, pr
     b = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
     a = [e.second["reflection"].verdict.ok for e in episodes]
     metrics = {"baseline": proportion(sum(b), len(b)), "model": proportion(sum(a), len(a)), "paired": mcnemar(b, a)}
+    if own is not None:
+        own_first = {row["index"]: row["first"]["verdict"]["ok"] for row in own}
+        keep = [i for i, row in enumerate(failed) if own_first.get(row["index"]) is False]
+        bb, aa = [b[i] for i in keep], [a[i] for i in keep]
+        metrics["both_failed_first"] = {"baseline": proportion(sum(bb), len(bb)), "model": proportion(sum(aa), len(aa)),
+                                        "paired": mcnemar(bb, aa)}
     return metrics, [e.to_dict() for e in episodes]

@@ -1,12 +1,20 @@
 """The stages of a run, each a function of a RunConfig that reads and writes files in the run folder.
 
     student_stage(run)            make the CPU student (profiles with a `student` section)  -> student/
-    evaluate_stage(run, which)    vanilla | trained | retry_control                          -> eval/<which>/
+    mine_stage(run)               failure mining on the training split                       -> failures/
+    train_stage(run, arm, seed)   r3 | grpo | retry_control (the arms; see train.py)         -> train/<variant>/
+    evaluate_stage(run, which)    vanilla, or a trained variant, on the test split           -> eval/<which>/
                                   (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures,
                                   and is paired with vanilla problem by problem: paired_vs_vanilla)
-    mine_stage(run)               failure mining on the training split                       -> failures/
-    train_stage(run, variant)     r3 | retry_control                                         -> train/<variant>/
     figures_stage(run)            table and figures from the saved files only                -> figures/
+Names: a variant is an arm trained with one seed: "r3", "grpo", "retry_control", or "r3-seed2" when a
+study sets the seed; its evaluation is called the same, except R3's unseeded one, "trained" (the
+name cpu-demo has always used).
+Checkpoint selection (profiles with a `select` section): before a trained variant meets the test split,
+each saved checkpoint and the final weights are evaluated on the validation split, the best by
+`select.metric` is taken (ties: the later step), train/<variant>/selection.json records the scores,
+and the test split evaluates the selected weights (eval/<which>/) and, if they differ, the last
+(eval/<which>-last/). The test split never takes part in a choice.
 The notebooks call these and show what they wrote; `r3kit reproduce` runs the notebooks in order.
 Every stage records its wall time in stages.json; evaluations also update the run's metrics.json
 ({"vanilla": ..., "trained": ..., "retry_control": ...}).
@@ -21,8 +29,43 @@ from pathlib import Path
 from r3kit.io import read_json, write_json
 from r3kit.profiles import RunConfig
 
-EVALUATIONS = {"vanilla": None, "trained": "r3", "retry_control": "retry_control"}
-VARIANTS = ("r3", "retry_control")
+ARMS = ("r3", "grpo", "retry_control")
+VARIANTS = ARMS  # the unseeded variants
+
+
+def variant_name(arm: str, seed: int | None = None) -> str:
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    return arm if seed is None else f"{arm}-seed{seed}"
+
+
+def evaluation_name(arm: str, seed: int | None = None) -> str:
+    return "trained" if (arm, seed) == ("r3", None) else variant_name(arm, seed)
+
+
+def parse_which(which: str) -> tuple[str | None, int | None]:
+    """("vanilla" -> (None, None)), "trained" -> ("r3", None), "grpo-seed3" -> ("grpo", 3); else a ValueError."""
+    if which == "vanilla":
+        return None, None
+    if which == "trained":
+        return "r3", None
+    arm, sep, seed = which.partition("-seed")
+    if arm in ARMS and (seed.isdigit() if sep else arm != "r3"):
+        return arm, int(seed) if sep else None
+    raise ValueError(f"which must be 'vanilla', 'trained', an arm {ARMS[1:]} or '<arm>-seed<N>', got {which!r}")
+
+
+def arm_config(run: RunConfig, arm: str, seed: int | None = None):
+    """The TrainConfig of `arm` (with `seed` when given); a ValueError if the profile does not define it."""
+    import dataclasses
+
+    cfg = {"r3": run.train, "grpo": run.grpo, "retry_control": run.control}[arm] if arm in ARMS else None
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    if cfg is None:
+        raise ValueError(f"profile {run.profile!r} defines no {arm} run (its `{'control' if arm == 'retry_control' else arm}` "
+                         "section is null)")
+    return cfg if seed is None else dataclasses.replace(cfg, seed=seed)
 
 
 @contextmanager
@@ -35,10 +78,25 @@ def _timed(run: RunConfig, stage: str):
     write_json(path, times)
 
 
-def _test_rows(run: RunConfig) -> list[dict]:
+def _rows(run: RunConfig, split: str = "test") -> list[dict]:
     from r3kit.data import load_split
 
-    return [dict(r) for r in load_split(run.data, "test")]
+    return [dict(r) for r in load_split(run.data, split)]
+
+
+def _test_rows(run: RunConfig) -> list[dict]:
+    return _rows(run, "test")
+
+
+def held_out_keys(run: RunConfig) -> set:
+    """Problem keys of the test and validation splits: never trained on, by the student either."""
+    from r3kit.data import _SOURCES
+
+    key = _SOURCES[run.task].key
+    keys = {key(row) for row in _test_rows(run)}
+    if run.data.n_validation:
+        keys |= {key(row) for row in _rows(run, "validation")}
+    return keys
 
 
 def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[int, int, int], where: str,
@@ -58,66 +116,135 @@ def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[
 
 
 def student_stage(run: RunConfig) -> dict:
-    """Train the student on problems outside the test split; saves student/ and student.json."""
-    from r3kit.data import countdown
+    """Train the student on problems outside the test and validation splits; saves student/ and student.json."""
     from r3kit.student import make_student
 
     if run.student is None:
         raise ValueError(f"profile {run.profile!r} has no student section: its model is {run.model.name}")
     with _timed(run, "student"):
-        exclude = {countdown.key(row) for row in _test_rows(run)}
+        exclude = held_out_keys(run)
         summary = make_student(run.student, run.run_dir / "student", exclude=exclude)
         write_json(run.run_dir / "student.json", summary)
     return summary
 
 
-def trained_weights(run: RunConfig, variant: str) -> tuple[str, str | None]:
-    """(model name, adapter) for a trained variant: LoRA adapters load over the base model."""
-    folder = run.run_dir / "train" / variant
+def trained_weights(run: RunConfig, variant: str, folder: str | Path | None = None) -> tuple[str, str | None]:
+    """(model name, adapter) of a trained variant's final weights, or of `folder` (a checkpoint):
+    LoRA adapters load over the base model, a fully fine-tuned model loads by itself."""
+    folder = Path(folder) if folder else run.run_dir / "train" / variant
     if (folder / "adapter").exists():
         return run.model.name, str(folder / "adapter")
     if (folder / "model").exists():
         return str(folder / "model"), None
+    if (folder / "adapter_config.json").exists():
+        return run.model.name, str(folder)
+    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+        return str(folder), None
     raise ValueError(f"no trained weights in {folder}: run the training stage ({variant}) first")
 
 
-def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
-    """Evaluate the vanilla or a trained model on the test split; writes eval/<which>/ and metrics.json."""
+def _evaluate_weights(run: RunConfig, name: str, adapter: str | None, rows: list[dict], cfg, out: Path | None, label: str):
+    """Load one set of weights, evaluate them on `rows`; returns (EvalResult, generator, model) with the model
+    still loaded (the caller releases it)."""
     import dataclasses
 
-    from r3kit.evaluate import evaluate, on_fixed_failures, paired_with
+    from r3kit.evaluate import evaluate
     from r3kit.generation import make_generator
-    from r3kit.io import read_jsonl, write_jsonl
-    from r3kit.models import load_model, release
+    from r3kit.models import load_model
 
-    if which not in EVALUATIONS:
-        raise ValueError(f"which must be one of {list(EVALUATIONS)}, got {which!r}")
-    with _timed(run, f"evaluate_{which}"):
-        name, adapter = (run.model.name, None) if EVALUATIONS[which] is None else trained_weights(run, EVALUATIONS[which])
-        rows = _test_rows(run)[: run.evaluate.n_examples]
-        e = run.evaluate
-        check_context_with_tokenizer(run, rows, (e.attempt_tokens, e.reflection_tokens, e.retry_tokens), "evaluate", name)
-        model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
-        try:
-            generator = make_generator(model, tokenizer, batch_size=run.evaluate.batch_size)
-            out = run.run_dir / "eval" / which
-            result = evaluate(model, tokenizer, run.get_task(), rows, run.evaluate, out, label=which, generator=generator)
-            path = run.run_dir / "metrics.json"
-            metrics = read_json(path) if path.exists() else {}
-            metrics[which] = {k: v for k, v in result.metrics.items() if k != "config"}
-            baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
-            if which != "vanilla" and baseline.exists() and "reflection" in run.evaluate.conditions:
-                baseline_rows = read_jsonl(baseline)
-                metrics[which]["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(
-                    baseline_rows, result.transcripts)
-                fixed, transcripts = on_fixed_failures(generator, run.get_task(), baseline_rows, run.evaluate)
-                write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
-                metrics[which]["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
-                write_json(out / "metrics.json", result.metrics)
-            write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished
-        finally:
+    check_context_with_tokenizer(run, rows, (cfg.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens), label, name)
+    model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
+    generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
+    return evaluate(model, tokenizer, run.get_task(), rows, cfg, out, label=label, generator=generator), generator, model
+
+
+def select_stage(run: RunConfig, which: str) -> dict:
+    """Choose a trained variant's weights on the validation split (see the module docstring); returns and
+    writes train/<variant>/selection.json. Without a `select` section: the last weights, no evaluation."""
+    import dataclasses
+
+    from r3kit.models import release
+    from r3kit.selection import best_step
+    from r3kit.train import checkpoints
+
+    arm, seed = parse_which(which)
+    variant = variant_name(arm, seed)
+    folder = run.run_dir / "train" / variant
+    path = folder / "selection.json"
+    if path.exists():
+        return read_json(path)
+    steps = read_json(folder / "summary.json")["steps"] if (folder / "summary.json").exists() else None
+    trained_weights(run, variant)  # clear error before anything runs
+    if run.select is None:
+        return {"selected": steps, "last": steps, "split": None, "scores": {}}
+    candidates = {step: str(p) for step, p in checkpoints(folder)}
+    candidates[steps] = str(folder)  # the final weights (train/<variant>/model or adapter)
+    cfg = dataclasses.replace(run.evaluate, n_examples=run.select.n_examples, conditions=tuple(run.select.conditions))
+    rows = _rows(run, "validation")[: run.select.n_examples]
+    scores = {}
+    with _timed(run, f"select_{variant}"):
+        for step in sorted(candidates):
+            name, adapter = trained_weights(run, variant, candidates[step])
+            out = run.run_dir / "eval" / which / "validation" / f"step-{step}"
+            result, _, model = _evaluate_weights(run, name, adapter, rows, cfg, out, f"{which} step {step} (validation)")
             release(model)
-    return result.metrics
+            scores[step] = result.metrics[run.select.metric]["accuracy"]
+    selected = best_step(scores)
+    selection = {"split": "validation", "n": len(rows), "metric": run.select.metric, "scores": scores,
+                 "selected": selected, "selected_path": candidates[selected], "last": steps}
+    write_json(path, selection)
+    return selection
+
+
+def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
+    """Evaluate vanilla or a trained variant on the test split; writes eval/<which>/ and metrics.json.
+    A trained variant is first selected on validation (select_stage) when the profile selects."""
+    from r3kit.evaluate import on_fixed_failures, paired_with
+    from r3kit.io import read_jsonl, write_jsonl
+    from r3kit.models import release
+
+    arm, seed = parse_which(which)
+    if arm is None:
+        targets = [(which, run.model.name, None, None)]
+    else:
+        variant = variant_name(arm, seed)
+        selection = select_stage(run, which)
+        selected, last = selection["selected"], selection["last"]
+        chosen = selection.get("selected_path") if selected != last else None
+        targets = [(which, *trained_weights(run, variant, chosen), selection)]
+        if selected != last:  # the last weights too, first: `which` in metrics.json marks the stage finished
+            targets.insert(0, (f"{which}-last", *trained_weights(run, variant), selection))
+    rows = _test_rows(run)[: run.evaluate.n_examples]
+    out_metrics = None
+    for name_, model_name, adapter, selection in targets:
+        with _timed(run, f"evaluate_{name_}"):
+            out = run.run_dir / "eval" / name_
+            result, generator, model = _evaluate_weights(run, model_name, adapter, rows, run.evaluate, out, name_)
+            try:
+                path = run.run_dir / "metrics.json"
+                metrics = read_json(path) if path.exists() else {}
+                entry = {k: v for k, v in result.metrics.items() if k != "config"}
+                if selection is not None and selection.get("split"):
+                    step = selection["last"] if name_.endswith("-last") else selection["selected"]
+                    entry["checkpoint"] = result.metrics["checkpoint"] = {
+                        "step": step, "selected_on": "validation", "metric": selection["metric"],
+                        "validation_score": selection["scores"][step], "last": selection["last"]}
+                baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
+                if arm is not None and baseline.exists() and "reflection" in run.evaluate.conditions:
+                    baseline_rows = read_jsonl(baseline)
+                    entry["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(
+                        baseline_rows, result.transcripts)
+                    fixed, transcripts = on_fixed_failures(generator, run.get_task(), baseline_rows, run.evaluate,
+                                                           own=result.transcripts)
+                    write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
+                    entry["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
+                    write_json(out / "metrics.json", result.metrics)
+                metrics[name_] = entry
+                write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished
+            finally:
+                release(model)
+        out_metrics = result.metrics
+    return out_metrics
 
 
 def mine_stage(run: RunConfig) -> dict:
@@ -140,22 +267,21 @@ def mine_stage(run: RunConfig) -> dict:
     return read_json(run.run_dir / "failures" / "manifest.json")
 
 
-def train_stage(run: RunConfig, variant: str = "r3") -> dict:
-    """R3 training (variant "r3") or the retry-reward control ("retry_control") on the mined failures."""
+def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) -> dict:
+    """Train arm `variant` ("r3", "grpo" or "retry_control"; see train.py) on the mined failures, with the
+    arm's seed or `seed`; writes train/<variant>[-seed<N>]/."""
     from r3kit.mining import load_failures
     from r3kit.train import train
 
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    cfg = run.train if variant == "r3" else run.control
-    if cfg is None:
-        raise ValueError(f"profile {run.profile!r} defines no control run")
-    with _timed(run, f"train_{variant}"):
+    cfg = arm_config(run, variant, seed)
+    name = variant_name(variant, seed)
+    with _timed(run, f"train_{name}"):
         failures = load_failures(run.run_dir / "failures")
         if len(failures):
-            check_context_with_tokenizer(run, [dict(r) for r in failures], (0, cfg.reflection_tokens, cfg.retry_tokens),
-                                         f"train {variant}")
-        summary = train(run.model, run.get_task(), failures, cfg, run.run_dir / "train" / variant)
+            attempt = cfg.attempt_tokens if cfg.reward_target == "attempt" else 0
+            check_context_with_tokenizer(run, [dict(r) for r in failures], (attempt, cfg.reflection_tokens, cfg.retry_tokens),
+                                         f"train {name}")
+        summary = train(run.model, run.get_task(), failures, cfg, run.run_dir / "train" / name)
     return summary
 
 
@@ -186,10 +312,10 @@ def run_all(run: RunConfig, log=print) -> list[str]:
               ("mine failures", lambda: mine_stage(run), exists(d / "failures" / "manifest.json")),
               ("train r3", lambda: train_stage(run, "r3"), exists(d / "train" / "r3" / "summary.json")),
               ("evaluate trained", lambda: evaluate_stage(run, "trained"), evaluated("trained"))]
-    if run.control is not None:
-        steps += [("train retry_control", lambda: train_stage(run, "retry_control"),
-                   exists(d / "train" / "retry_control" / "summary.json")),
-                  ("evaluate retry_control", lambda: evaluate_stage(run, "retry_control"), evaluated("retry_control"))]
+    for arm in ARMS[1:]:
+        if (run.grpo if arm == "grpo" else run.control) is not None:
+            steps += [(f"train {arm}", lambda arm=arm: train_stage(run, arm), exists(d / "train" / arm / "summary.json")),
+                      (f"evaluate {arm}", lambda arm=arm: evaluate_stage(run, arm), evaluated(arm))]
     steps += [("figures", lambda: figures_stage(run), lambda: False)]
     ran = []
     for name, stage, done in steps:

@@ -24,7 +24,8 @@ from r3kit.io import read_json, read_jsonl  # noqa: E402
 
 COLUMNS = [("first_try", "1st try"), ("second_try", "2nd try (own reflection)"),
            ("retry_no_reflection", "2nd try, no reflection"), ("retry_generic_reflection", "2nd try, generic reflection")]
-MODELS = [("vanilla", "vanilla"), ("trained", "R3-trained"), ("retry_control", "retry-reward GRPO (control)")]
+MODELS = [("vanilla", "vanilla"), ("trained", "R3-trained"), ("grpo", "plain GRPO (first attempts)"),
+          ("retry_control", "retry-reward GRPO (control)")]
 COLOURS = ["#9aa5b1", "#2b6cb0", "#63b3ed", "#c6dcef"]
 
 
@@ -54,7 +55,7 @@ def table_markdown(run_dir: str | Path) -> str:
         n = fixed[0][2]["baseline"]["n"]
         lines += ["", f"Retry success % [Wilson 95% interval] after the model's own reflection on the vanilla model's {n} "
                   "failed first attempts (the same attempts for every model)", "",
-                  "| model | retry success | vs vanilla on the same attempts (exact one-sided McNemar) |", "|---|---|---|",
+                  "| model | retry success | vs vanilla on the same attempts (exact two-sided McNemar) |", "|---|---|---|",
                   f"| vanilla | {_cell(fixed[0][2]['baseline'])} | — |"]
         for _, label, entry in fixed:
             paired = entry["paired"]
@@ -62,7 +63,7 @@ def table_markdown(run_dir: str | Path) -> str:
                          f"p = {paired['p_value']:.2g} |")
     pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in MODELS if "paired_vs_vanilla" in metrics.get(key, {})]
     if pairs:
-        lines += ["", f"Against vanilla, problem by problem (the same {pairs[0][1]['n']} problems; exact one-sided McNemar)", "",
+        lines += ["", f"Against vanilla, problem by problem (the same {pairs[0][1]['n']} problems; exact two-sided McNemar)", "",
                   "| model | first try | second try | first attempts that changed |", "|---|---|---|---|"]
         for label, pair in pairs:
             cells = [f"{pair[k]['gained']} gained, {pair[k]['lost']} lost, p = {pair[k]['p_value']:.2g}" for k in ("first_try", "second_try")]
@@ -91,7 +92,7 @@ def fixed_failures(run_dir: Path, out: Path) -> Path | None:
     ax.set_ylabel("retry success (%)")
     ax.set_ylim(0, max(100 * e["ci_high"] for _, e, _ in bars) * 1.3)
     ax.set_title(f"Own reflection + retry on the vanilla model's {bars[0][1]['n']} failed first attempts\n"
-                 "(same attempts for every model; p: one-sided McNemar vs vanilla)", fontsize=10)
+                 "(same attempts for every model; p: two-sided exact McNemar vs vanilla)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out)
 
@@ -143,8 +144,12 @@ def _smooth(values: list[float], window: int = 10) -> list[float]:
     return [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
 
+CURVES = {"r3": ("R3 (reward on reflection)", "C0"), "retry_control": ("control (reward on retry)", "C1"),
+          "grpo": ("plain GRPO (reward on first attempt)", "C2")}
+
+
 def training_curves(run_dir: Path, out: Path) -> Path | None:
-    logs = {v: _log(run_dir / "train" / v / "log.csv") for v in ("r3", "retry_control") if (run_dir / "train" / v / "log.csv").exists()}
+    logs = {v: _log(run_dir / "train" / v / "log.csv") for v in ("r3", "grpo", "retry_control") if (run_dir / "train" / v / "log.csv").exists()}
     if not logs:
         return None
     has_kl = any(r.get("kl") not in ("", None) for rows in logs.values() for r in rows)
@@ -156,9 +161,9 @@ def training_curves(run_dir: Path, out: Path) -> Path | None:
         for variant, rows in logs.items():
             kept = [r for r in rows if r.get(column) not in ("", None)]
             steps, values = [int(r["step"]) for r in kept], [float(r[column]) for r in kept]
-            label = "R3 (reward on reflection)" if variant == "r3" else "control (reward on retry)"
-            ax.plot(steps, values, alpha=0.25, color="C0" if variant == "r3" else "C1")
-            ax.plot(steps, _smooth(values), label=label, color="C0" if variant == "r3" else "C1")
+            label, colour = CURVES[variant]
+            ax.plot(steps, values, alpha=0.25, color=colour)
+            ax.plot(steps, _smooth(values), label=label, color=colour)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -204,6 +209,66 @@ def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
         ax.set_ylabel("accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    return _save(fig, out)
+
+
+STUDY_ARMS = [("vanilla", "vanilla"), ("r3", "R3"), ("grpo", "plain GRPO\n(first attempts)"),
+              ("retry_control", "retry-reward\ncontrol (fair)")]
+STUDY_PANELS = [("first_try", "first try"), ("second_try", "second try (own reflection)"),
+                ("both_failed_first", "retry on vanilla's failures\nthat it also fails first"),
+                ("own_failures_reflection", "retry after own reflection,\non its own failures")]
+
+
+def study_seeds(study: dict, out: Path) -> Path | None:
+    """One panel per measure: every training seed as a dot (marker: student), mean ± sd as a bar."""
+    rows = study["rows"]
+    arms = [(a, label) for a, label in STUDY_ARMS if any(r["arm"] == a for r in rows)]
+    panels = [(k, t) for k, t in STUDY_PANELS if any(r.get(k) is not None for r in rows)]
+    if not arms or not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    markers = "os^Dv"
+    students = sorted({r["student"] for r in rows})
+    for ax, (key, title) in zip(axes[0], panels):
+        for i, (arm, _) in enumerate(arms):
+            values = [(r["student"], 100 * r[key]) for r in rows if r["arm"] == arm and r.get(key) is not None]
+            if not values:
+                continue
+            for j, (student, y) in enumerate(values):
+                ax.scatter(i + 0.06 * (j - (len(values) - 1) / 2), y, s=28, color=f"C{i}", edgecolor="black", linewidth=0.4,
+                           marker=markers[students.index(student) % len(markers)], zorder=3)
+            ys = [y for _, y in values]
+            mean = sum(ys) / len(ys)
+            sd = (sum((y - mean) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5 if len(ys) > 1 else 0.0
+            ax.errorbar(i + 0.3, mean, yerr=sd, fmt="_", color="black", capsize=4, markersize=14, zorder=2)
+        ax.set_xticks(range(len(arms)), [label for _, label in arms], fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(axis="y", alpha=0.3)
+    handles = [plt.Line2D([], [], marker=markers[k % len(markers)], linestyle="", color="grey", label=f"student {s}")
+               for k, s in enumerate(students)]
+    axes[0][0].legend(handles=handles, fontsize=8, loc="best")
+    fig.suptitle(f"Each dot is one training seed ({len(study['seeds_evaluated'])} seeds, {len(students)} students); "
+                 f"bar: mean ± sd; weights chosen on the {study['selection']}", fontsize=10)
+    return _save(fig, out)
+
+
+def study_differences(study: dict, out: Path) -> Path | None:
+    """Paired-by-seed differences between arms (points) with their 95% t intervals."""
+    items = [(name, d) for name, d in {**study["differences"], **study["own_failures"]}.items()]
+    if not items:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.32 * len(items)))
+    for i, (_, d) in enumerate(items):
+        y = len(items) - 1 - i
+        ax.plot([100 * d["ci_low"], 100 * d["ci_high"]], [y, y], color="C0" if d["ci_low"] > 0 or d["ci_high"] < 0 else "grey")
+        ax.scatter([100 * x for x in d["differences"]], [y] * len(d["differences"]), s=10, color="black", alpha=0.5, zorder=3)
+        ax.scatter(100 * d["mean"], y, s=40, marker="D", color="C3", zorder=4)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(items)), [name for name, _ in reversed(items)], fontsize=8)
+    ax.set_xlabel("difference (percentage points); line: 95% t interval over seeds, dots: seeds, diamond: mean")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Paired by training seed: what each arm changes, on the test split", fontsize=10)
     return _save(fig, out)
 
 

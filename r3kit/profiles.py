@@ -1,13 +1,17 @@
 """Profiles: named sets of parameters for a whole run, resolved into one config dataclass per stage.
 
-A profile is a dict of sections (model, data, student, evaluate, mine, train, control) whose entries
-override the stage dataclass defaults; `control` overrides `train` for the retry-reward control run.
+A profile is a dict of sections (model, data, student, evaluate, mine, train, grpo, control, select,
+study) whose entries override the stage dataclass defaults; `grpo` and `control` override `train` for
+the plain-GRPO arm and the retry-reward control (null: the arm is not run); `select` picks checkpoints
+on the validation split (null: the last weights are reported); `study` sets the seeds of a study.
 `resolve(name, run_dir, overrides)` merges user overrides (same shape, e.g. {"train": {"steps": 50}}),
 rejects unknown sections, fields and wrongly typed values with the valid choices listed, validates every
 stage, and returns a RunConfig, before any model is loaded or any notebook starts.
 
     smoke     seconds: a tiny random model through every stage (what the tests run)
     cpu-demo  the default: the kit's own student, offline on CPU, under 20 minutes on 2 cores (see student.py)
+    cpu-study the headline: 2 students x 5 training seeds in all, three arms at equal budget, steps chosen
+              on validation (`r3kit study`, about 90 minutes on 2 cores; see study.py)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
 """
@@ -24,12 +28,16 @@ from r3kit.evaluate import EvalConfig
 from r3kit.gpu_profiles import NOT_FITTING, gpu_profiles
 from r3kit.mining import MiningConfig
 from r3kit.models import ModelConfig
+from r3kit.selection import SelectionConfig
 from r3kit.student import StudentConfig
+from r3kit.study import StudyConfig
 from r3kit.tasks import get_task
 from r3kit.train import TrainConfig
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, "evaluate": EvalConfig,
-            "mine": MiningConfig, "train": TrainConfig, "control": TrainConfig}
+            "mine": MiningConfig, "train": TrainConfig, "grpo": TrainConfig, "control": TrainConfig,
+            "select": SelectionConfig, "study": StudyConfig}
+ARM_SECTIONS = ("grpo", "control")  # overrides of `train`
 TOP_LEVEL = ("description", "task", "prompt_style")
 DEFAULT_PROFILE = "cpu-demo"
 
@@ -61,6 +69,41 @@ PROFILES: dict[str, dict[str, Any]] = {
                   "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 50},
         "control": {"reward_target": "retry", "retry_temperature": 1.0},
     },
+    "smoke-study": {
+        "description": "seconds: a tiny random model through a whole study (tests)",
+        "task": "countdown", "prompt_style": "compact",
+        "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
+        "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30,
+                    "reflection_style": "check"},
+        "data": {"n_test": 12, "n_validation": 8, "n_train": 24},
+        "evaluate": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24, "batch_size": 32},
+        "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
+        "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
+                  "retry_tokens": 24, "attempt_tokens": 24, "learning_rate": 1e-3, "save_steps": 1,
+                  "generation_batch_size": 32},
+        "grpo": {"reward_target": "attempt"},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+        "select": {"metric": "second_try"},
+        "study": {"seeds": [0, 1, 2], "students": [0, 1]},
+    },
+    "cpu-study": {
+        "description": "the headline: 2 students (reflections check the failed attempt) x 5 training seeds, "
+                       "R3 vs plain GRPO vs the fair retry-reward control, checkpoints chosen on validation; ~90 min",
+        "task": "countdown", "prompt_style": "compact",
+        "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
+        "student": {"steps": 480, "worked_attempts": True, "reflection_style": "check"},
+        "data": {"n_test": 1000, "n_validation": 300, "n_train": 4000},
+        "evaluate": {"attempt_tokens": 56, "reflection_tokens": 64, "retry_tokens": 56, "batch_size": 250},
+        "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
+        "train": {"steps": 50, "problems_per_step": 8, "group_size": 8, "micro_batch_size": 64, "learning_rate": 3e-5,
+                  "beta": 0.0, "loss_type": "grpo", "finetune": "full", "attempt_tokens": 56, "reflection_tokens": 64,
+                  "retry_tokens": 24, "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 64,
+                  "save_steps": 25},
+        "grpo": {"reward_target": "attempt"},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+        "select": {"metric": "second_try"},
+        "study": {"seeds": [0, 1, 2, 3, 4], "students": [0, 1]},
+    },
     "smollm2-function-calling": {
         "description": "SmolLM2-135M-Instruct (shipped in a wheel) on offline function calling, CPU; no learning expected",
         "task": "function_calling", "prompt_style": "instruct",
@@ -90,6 +133,9 @@ class RunConfig:
     mine: MiningConfig
     train: TrainConfig
     control: TrainConfig | None
+    grpo: TrainConfig | None = None
+    select: SelectionConfig | None = None
+    study: StudyConfig | None = None
 
     def get_task(self):
         return get_task(self.task, style=self.prompt_style)
@@ -171,7 +217,7 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
             raise ValueError("model.name 'student' needs a student section in the profile")
         model_values["name"] = str(run_dir / "student")
     train_values = _coerce("train", TrainConfig, spec.get("train", {}))
-    control = spec.get("control")
+    control, grpo = spec.get("control"), spec.get("grpo")
     run = RunConfig(
         profile=name, run_dir=run_dir, task=task, prompt_style=style,
         model=ModelConfig(**model_values), data=DataConfig(**data_values), student=student,
@@ -179,8 +225,17 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         mine=MiningConfig(**_coerce("mine", MiningConfig, spec.get("mine", {}))),
         train=TrainConfig(**train_values),
         control=TrainConfig(**{**train_values, **_coerce("control", TrainConfig, control)}) if control is not None else None,
+        grpo=TrainConfig(**{**train_values, **_coerce("grpo", TrainConfig, grpo)}) if grpo is not None else None,
+        select=SelectionConfig(**_coerce("select", SelectionConfig, spec["select"])) if spec.get("select") is not None else None,
+        study=StudyConfig(**_coerce("study", StudyConfig, spec["study"])) if spec.get("study") is not None else None,
     )
-    for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control):
+    if run.select is not None and run.data.n_validation == 0:
+        raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
+    if run.train.reward_target != "reflection":
+        raise ValueError(f"train.reward_target must be 'reflection' (the R3 arm), got {run.train.reward_target!r}; "
+                         "the other arms have their own sections (grpo, control)")
+    for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control, run.grpo,
+                  run.select, run.study):
         if stage is not None:
             stage.validate()
     check_budgets(run)
@@ -206,10 +261,13 @@ def check_budgets(run: RunConfig) -> None:
     prompt = estimated_prompt_tokens(run)
     e, length = run.evaluate, run.model.max_seq_length
     check_context(length, prompt, e.attempt_tokens, e.reflection_tokens, e.retry_tokens, "evaluate, estimated")
-    for name, cfg in (("train", run.train), ("control", run.control)):
+    for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control)):
         if cfg is None:
             continue
-        check_context(length, prompt, run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens, f"{name}, estimated")
+        if cfg.reward_target == "attempt":
+            check_context(length, prompt, cfg.attempt_tokens, 0, 0, f"{name}, estimated")
+        else:
+            check_context(length, prompt, run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens, f"{name}, estimated")
         if run.model.fast_inference and cfg.finetune == "full":
             raise ValueError(f"{name}.finetune = 'full' with model.fast_inference: vLLM would keep generating with the "
                              "untrained weights; set model.fast_inference=false for full fine-tuning")

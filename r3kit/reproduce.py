@@ -1,6 +1,7 @@
 """One command for a whole run: papermill executes the notebooks of a profile in order into results/<profile>/.
 
-Order: [01 make student] -> 02 evaluate vanilla -> 03 mine failures -> 04 train R3 -> 02 evaluate trained
+Order (a study profile: 06 once per student, then 07):
+[01 make student] -> 02 evaluate vanilla -> 03 mine failures -> 04 train R3 -> 02 evaluate trained
 -> [04 train retry-reward control -> 02 evaluate control] -> 05 figures. Each notebook gets the same
 parameters (profile, run_dir, overrides) plus its own (which model to evaluate, which variant to train).
 The profile is resolved and validated before the first notebook starts. By default the run folder's
@@ -27,7 +28,7 @@ from r3kit.io import write_json
 from r3kit.profiles import RunConfig, project_root, resolve
 
 STAGE_OUTPUTS = ("student", "eval", "failures", "train", "figures", "notebooks", "metrics.json", "stages.json",
-                 "student.json", "manifest.json")
+                 "student.json", "manifest.json", "study.json", "table.md")
 PACKAGES = ("r3kit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
             "papermill", "matplotlib")
 
@@ -47,7 +48,11 @@ def default_notebooks() -> Path:
 
 
 def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
-    """(notebook, its own parameters, name of the executed copy) in execution order."""
+    """(notebook, its own parameters, name of the executed copy) in execution order. A study profile runs
+    notebook 06 once per student, then 07."""
+    if run.study is not None:
+        return [("06_study_student.ipynb", {"student": s}, f"06_study-student-{s}") for s in run.study.students] + [
+            ("07_study_summary.ipynb", {}, "07_study_summary")]
     steps = [("01_make_student.ipynb", {}, "01_make_student")] if run.student is not None else []
     steps += [("02_evaluate.ipynb", {"which": "vanilla"}, "02_evaluate-vanilla"),
               ("03_mine_failures.ipynb", {}, "03_mine_failures"),
@@ -97,8 +102,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
         raise ValueError(f"notebooks not found in {notebooks_dir}: {missing}")
     run_dir = run.run_dir.resolve()
     if not resume:
-        for name in STAGE_OUTPUTS:
-            target = run_dir / name
+        for target in [*(run_dir / name for name in STAGE_OUTPUTS), *run_dir.glob("student-*")]:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile, "overrides": overrides or {}, "parameters": run.to_dict(), **environment(),

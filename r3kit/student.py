@@ -15,6 +15,11 @@ solution out first, like a reasoning model:
 "49-37=12,12*5=60 so <answer>(49-37)*5</answer>" (and a wrong attempt's steps carry their true values,
 "49+37=86,86-5=81 so <answer>(49+37)-5</answer>"), so attempts and reflections exercise one skill and a
 better reflection can also make a better first attempt.
+With reflection_style="check" (the cpu-study profile) a reflection first checks the failed attempt, then
+works a fix from it, preferring a solution that keeps the attempt's first step:
+    attempt     "49+37=86,86-5=81 so <answer>(49+37)-5</answer>"
+    reflection  "(49+37)-5=81 not 60. 49+37=86,86-26=60 so (49+37)-26"   (if a plan keeps 49+37)
+so a good reflection is about the failed attempt and differs from a fresh solve.
 So the student learns that a reflection works a solution out, step by step with its values, and that
 a retry writes down the equation its reflection concluded with. Its own reflections are attempts, often wrong
 (a wrong value, a step that cannot reach the target), right often enough to help. R3 rewards the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +44,7 @@ from r3kit.models import build_char_model, save_model, torch
 from r3kit.tasks import get_task
 
 _OPS = ("+", "-", "*", "/")
+REFLECTION_STYLES = ("fresh", "check")
 
 
 @dataclass
@@ -59,6 +66,7 @@ class StudentConfig:
     mix_no_reflect: float = 0.1
     mix_generic: float = 0.1
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
+    reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it
     seed: int = 0
 
     def validate(self) -> None:
@@ -66,6 +74,8 @@ class StudentConfig:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic) < 0:
             raise ValueError("mix weights must be non-negative")
+        if self.reflection_style not in REFLECTION_STYLES:
+            raise ValueError(f"reflection_style must be one of {REFLECTION_STYLES}, got {self.reflection_style!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
@@ -133,21 +143,54 @@ def wrong_attempt(nums: list[int], target: int, rng: random.Random, work: bool =
     return f"<answer>{nums[0]}</answer>"
 
 
-def conversation(problem: dict, kind: str, rng: random.Random, work: bool = False) -> list[tuple[str, str, bool]] | None:
+def check(attempt: str, target: int) -> str:
+    """The check of a failed attempt: its equation, its true value and the target ("(49+37)-5=81 not 60.")."""
+    from r3kit.tasks.countdown import evaluate_expression, extract_answer
+
+    equation = extract_answer(attempt) or ""
+    try:
+        value = evaluate_expression(equation)[0]
+    except ValueError:
+        return f"{equation} is not valid."
+    shown = value.numerator if value.denominator == 1 else round(float(value), 2)
+    return f"{equation}={shown} not {target}."
+
+
+def fix_from(attempt: str, options: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The plans that keep the attempt's first step ("49+37=86"), else those that start from the same two
+    numbers, else all of them."""
+    first = attempt.split(",", 1)[0]
+    same_step = [o for o in options if o[0].split(",", 1)[0] == first]
+    if same_step:
+        return same_step
+    pair = sorted(re.findall(r"\d+", first.split("=", 1)[0]))
+    same_pair = [o for o in options if sorted(re.findall(r"\d+", o[0].split("=", 1)[0])) == pair]
+    return same_pair or options
+
+
+def conversation(problem: dict, kind: str, rng: random.Random, work: bool = False,
+                 style: str = "fresh") -> list[tuple[str, str, bool]] | None:
     """(role, content, trained) turns of one training conversation, or None if no integer plan exists.
-    With `work` (worked attempts), first attempts and retries without a reflection show their steps."""
+    With `work` (worked attempts), first attempts and retries without a reflection show their steps;
+    with style "check", a reflection checks the failed attempt and fixes it (see the module docstring)."""
     task = get_task("countdown", style="compact")
     options = plans(problem["nums"], problem["target"])
     if not options:
         return None
-    reflection, solution = rng.choice(options)
+    if style == "check" and kind == "reflect":  # the failed attempt first: the reflection is about it
+        failed = wrong_attempt(problem["nums"], problem["target"], rng, work)
+        reflection, solution = rng.choice(fix_from(failed, options))
+        reflection = f"{check(failed, problem['target'])} {reflection}"
+    else:  # this order of random draws is the one the cpu-demo student was always trained with
+        reflection, solution = rng.choice(options)
+        failed = wrong_attempt(problem["nums"], problem["target"], rng, work) if kind != "solve" else ""
     answer = f"<answer>{solution}</answer>"
     attempt = worked(reflection, solution) if work else answer
     p = task.prompts
     turns = [("user", task.first_messages(problem)[-1]["content"], False)]
     if kind == "solve":
         return turns + [("assistant", attempt, True)]
-    turns.append(("assistant", wrong_attempt(problem["nums"], problem["target"], rng, work), False))
+    turns.append(("assistant", failed, False))
     if kind == "no_reflect":
         return turns + [("user", p.retry_without_reflection, False), ("assistant", attempt, True)]
     said = (reflection, True) if kind == "reflect" else (p.generic_reflection, False)
@@ -181,7 +224,7 @@ def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random):
     while True:
         batch, kind = [], rng.choices(kinds, weights)[0]
         while len(batch) < cfg.batch_size:
-            turns = conversation(next(problems), kind, rng, cfg.worked_attempts)
+            turns = conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style)
             if turns is not None:
                 batch.append(encode(tokenizer, turns))
         width = max(len(ids) for ids, _ in batch)

@@ -7,8 +7,17 @@ One step, for B failed problems and groups of G:
     reward      = 1.0 if the task's verifier passes the retry, else 0.0
     advantage   = reward normalised within the group (GRPO); the loss covers the completion only,
                   so only reflection tokens carry gradient: task, attempt and retry tokens never do.
-`reward_target="retry"` is the control the paper lacked: the same rollouts, but the completion (and so
-the gradient) is the retry, with the reflection moved into the prompt.
+Three arms share this trainer, each sampling (T = temperature) exactly the tokens it trains, every
+other turn decoded as evaluation decodes it (greedy by default):
+    reward_target="reflection"  R3, as above
+    reward_target="attempt"     plain GRPO on first attempts: the same failed problems, the completion is
+                                a fresh first attempt, the reward its own verdict (the baseline any RL
+                                reader asks for: does R3 beat ordinary RL at the same budget?)
+    reward_target="retry"       the retry-reward control: the completion is the retry, the reflection moves
+                                into the prompt. With shared_reflection (the fair control), the G samples
+                                of a group share one greedy reflection and differ only in the retry, so the
+                                group baseline cannot credit a reflection's luck to the retry tokens.
+Each rollout adds the tokens it generated to `generated_tokens`, so arms are compared at a known cost.
 
 Design: TRL's `rollout_func` hook rather than a reward function that owns a generator. The rollout
 generates both turns with r3kit's own batched generator (transformers on CPU, Unsloth's vLLM engine on
@@ -32,6 +41,7 @@ from r3kit.rollout import reflection_conversation, retry_conversation
 from r3kit.tasks import Task
 
 LORA_TARGETS = LORA_TARGETS_DEFAULT
+REWARD_TARGETS = ("reflection", "attempt", "retry")
 
 
 @dataclass
@@ -52,12 +62,14 @@ class TrainConfig:
     lr_scheduler_type: str = "constant"
     warmup_steps: int = 0
     weight_decay: float = 0.0
-    reward_target: str = "reflection"  # "reflection" (R3) or "retry" (control)
+    reward_target: str = "reflection"  # "reflection" (R3), "attempt" (plain GRPO) or "retry" (control)
+    shared_reflection: bool = False  # retry arm: the G retries of a group follow one greedy reflection
     finetune: str = "lora"  # "lora" or "full"
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: tuple[str, ...] = LORA_TARGETS
+    attempt_tokens: int = 512  # the plain-GRPO arm's completions
     reflection_tokens: int = 256
     retry_tokens: int = 512
     temperature: float = 1.0
@@ -69,8 +81,10 @@ class TrainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.reward_target not in ("reflection", "retry"):
-            raise ValueError(f"reward_target must be 'reflection' or 'retry', got {self.reward_target!r}")
+        if self.reward_target not in REWARD_TARGETS:
+            raise ValueError(f"reward_target must be one of {REWARD_TARGETS}, got {self.reward_target!r}")
+        if self.shared_reflection and self.reward_target != "retry":
+            raise ValueError("shared_reflection applies to the retry-reward control only (reward_target='retry')")
         if self.finetune not in ("lora", "full"):
             raise ValueError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.group_size < 2:
@@ -92,6 +106,17 @@ class TrainConfig:
             raise ValueError("reward_target='retry' trains on the retries, so they must be sampled: retry_temperature > 0")
         Sampling(self.reflection_tokens, self.temperature, self.top_p).validate()
         Sampling(self.retry_tokens, self.retry_temperature, self.top_p).validate()
+        Sampling(self.attempt_tokens, self.temperature, self.top_p).validate()
+
+    @property
+    def completion_tokens(self) -> int:
+        """The trained completion's length limit."""
+        return {"reflection": self.reflection_tokens, "attempt": self.attempt_tokens, "retry": self.retry_tokens}[
+            self.reward_target]
+
+    @property
+    def completion_temperature(self) -> float:
+        return self.retry_temperature if self.reward_target == "retry" else self.temperature
 
 
 def check_failures(task: Task, failures) -> None:
@@ -105,45 +130,71 @@ def check_failures(task: Task, failures) -> None:
         raise ValueError(f"the failure dataset lacks column(s) {missing}; it has {failures.column_names}")
 
 
+def groups(prompts: list, size: int) -> list:
+    """The distinct prompt of each group: TRL repeats every prompt `size` times in a row."""
+    if len(prompts) % size:
+        raise ValueError(f"{len(prompts)} prompts do not form groups of {size}")
+    heads = prompts[::size]
+    if any(prompts[i] != heads[i // size] for i in range(len(prompts))):
+        raise ValueError("the prompts of a GRPO group differ: expected each prompt repeated group_size times in a row")
+    return heads
+
+
 def make_rollout(task: Task, cfg: TrainConfig, log: dict, live_lora_dir: str | Path, generator_factory=make_generator):
-    """TRL rollout_func: reflections (and retries) for the prompts of one generation batch.
-    On vLLM the live LoRA's adapter config goes to `live_lora_dir` (a folder of the run)."""
+    """TRL rollout_func: the completions of one generation batch, for the arm `cfg.reward_target`, and the
+    text the reward judges (`judged_text`). On vLLM the live LoRA's adapter config goes to `live_lora_dir`."""
 
     def rollout(prompts, trainer):
         model = trainer.accelerator.unwrap_model(trainer.model)
         generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size,
                                       live_lora_dir=str(live_lora_dir))
-        start = time.perf_counter()
+        start, before = time.perf_counter(), generator.stats.tokens
         seed = cfg.seed * 1_000_003 + trainer.state.global_step * 2
-        reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
-        retry_prompts = [retry_conversation(task, p, r.text) for p, r in zip(prompts, reflections)]
-        retries = generator.generate(retry_prompts, Sampling(cfg.retry_tokens, cfg.retry_temperature, cfg.top_p, seed + 1))
-        trained = reflections if cfg.reward_target == "reflection" else retries
+        sampled = Sampling(cfg.completion_tokens, cfg.temperature, cfg.top_p, seed)
+        reflections = retries = None
+        if cfg.reward_target == "attempt":
+            trained = judged = generator.generate(prompts, sampled)
+        else:
+            if cfg.shared_reflection:  # one greedy reflection per group, the same for its G retries
+                heads = generator.generate(groups(prompts, cfg.group_size), Sampling(cfg.reflection_tokens, 0.0, 1.0, seed))
+                reflections = [heads[i // cfg.group_size] for i in range(len(prompts))]
+            else:
+                reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
+            retry_prompts = [retry_conversation(task, p, r.text) for p, r in zip(prompts, reflections)]
+            retries = generator.generate(retry_prompts, Sampling(cfg.retry_tokens, cfg.retry_temperature, cfg.top_p,
+                                                                 seed + 1))
+            judged = retries
+            trained = reflections if cfg.reward_target == "reflection" else retries
         logprobs = [c.logprobs for c in trained]
+        log["generated_tokens"] = log.get("generated_tokens", 0) + generator.stats.tokens - before
         log.update(tokens_per_second=generator.stats.tokens_per_second, rollout_seconds=time.perf_counter() - start,
-                   reflection_tokens=sum(len(r.token_ids) for r in reflections) / len(reflections),
-                   retry_tokens=sum(len(r.token_ids) for r in retries) / len(retries))
+                   completion_tokens=sum(len(c.token_ids) for c in trained) / len(trained))
+        if reflections is not None:
+            log.update(reflection_tokens=sum(len(r.token_ids) for r in reflections) / len(reflections),
+                       retry_tokens=sum(len(r.token_ids) for r in retries) / len(retries))
         return {
             "prompt_ids": [c.prompt_ids for c in trained],
             "completion_ids": [c.token_ids for c in trained],
             "logprobs": None if any(lp is None for lp in logprobs) else logprobs,
-            "reflection_text": [r.text for r in reflections],
-            "retry_text": [r.text for r in retries],
+            "reflection_text": [r.text for r in reflections] if reflections is not None else [""] * len(trained),
+            "judged_text": [c.text for c in judged],
         }
 
     return rollout
 
 
 def make_reward(task: Task, log: dict):
-    """The reward: the verifier's verdict on the retry that followed each reflection (1.0 or 0.0)."""
+    """The reward: the verifier's verdict (1.0 or 0.0) on the judged text: the retry that followed each
+    reflection (R3 and the control), or the first attempt itself (plain GRPO)."""
 
-    def retry_success(prompts, completions, retry_text, log_metric=None, **columns):
+    def retry_success(prompts, completions, judged_text, log_metric=None, **columns):
         rewards = []
-        for i, text in enumerate(retry_text):
+        for i, text in enumerate(judged_text):
             example = {c: columns[c][i] for c in task.columns}
             rewards.append(1.0 if task.verify(text, example).ok else 0.0)
         if log_metric is not None:
-            for key in ("tokens_per_second", "rollout_seconds", "reflection_tokens", "retry_tokens"):
+            for key in ("tokens_per_second", "rollout_seconds", "completion_tokens", "reflection_tokens", "retry_tokens",
+                        "generated_tokens"):
                 if key in log:
                     log_metric(f"r3/{key}", log[key])
         return rewards
@@ -151,8 +202,11 @@ def make_reward(task: Task, log: dict):
     return retry_success
 
 
-def training_dataset(task: Task, failures):
-    """The failure rows with the GRPO prompt (task + failed attempt + reflection request) added."""
+def training_dataset(task: Task, failures, reward_target: str = "reflection"):
+    """The failure rows with the GRPO prompt added: task + failed attempt + reflection request, or the
+    task alone for the plain-GRPO arm (a fresh first attempt)."""
+    if reward_target == "attempt":
+        return failures.map(lambda row: {"prompt": task.first_messages({c: row[c] for c in task.columns})})
     return failures.map(lambda row: {"prompt": reflection_conversation(task, {c: row[c] for c in task.columns},
                                                                         row["failed_attempt"])})
 
@@ -188,25 +242,32 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         num_generations=cfg.group_size, learning_rate=cfg.learning_rate, beta=cfg.beta, loss_type=cfg.loss_type,
         epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-        temperature=cfg.temperature if cfg.reward_target == "reflection" else max(cfg.retry_temperature, 1e-3),
-        max_completion_length=cfg.reflection_tokens if cfg.reward_target == "reflection" else cfg.retry_tokens,
+        temperature=max(cfg.completion_temperature, 1e-3), max_completion_length=cfg.completion_tokens,
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, report_to=[],
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
         gradient_checkpointing=False, disable_tqdm=False,
     )
     log: dict = {}
     trainer = GRPOTrainer(
-        model=model, processing_class=tokenizer, args=args, train_dataset=training_dataset(task, failures),
+        model=model, processing_class=tokenizer, args=args, train_dataset=training_dataset(task, failures, cfg.reward_target),
         reward_funcs=[make_reward(task, log)],
         rollout_func=make_rollout(task, cfg, log, out_dir / "live_lora", generator_factory),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
+    trainer.r3kit_log = log
     return trainer
 
 
+def checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every checkpoint TRL saved in out_dir/checkpoints, by step."""
+    found = [(int(p.name.split("-")[1]), p) for p in (Path(out_dir) / "checkpoints").glob("checkpoint-*")
+             if p.name.split("-")[1].isdigit()]
+    return sorted(found)
+
+
 def last_checkpoint(out_dir: str | Path) -> str | None:
-    checkpoints = sorted((Path(out_dir) / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    found = checkpoints(out_dir)
+    return str(found[-1][1]) if found else None
 
 
 def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_dir: str | Path,
@@ -233,7 +294,8 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
     summary = {"steps": trainer.state.global_step, "resumed_from": resume, "saved": str(final),
-               "wall_seconds": time.perf_counter() - start,
+               "wall_seconds": time.perf_counter() - start, "arm": cfg.reward_target,
+               "generated_tokens": trainer.r3kit_log.get("generated_tokens", 0),
                "epochs": trainer.state.global_step * cfg.problems_per_step / len(failures)}
     release(trainer.model)
     del model, trainer

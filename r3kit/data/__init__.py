@@ -4,10 +4,18 @@
     source = "hub"        the public dataset through datasets.load_dataset (needs internet)
     source = <path>       a local .jsonl / .json / .parquet / .csv file with the same columns
 
-`load_split(cfg, "train" | "test")` returns a datasets.Dataset. For hub and file sources, the rows are
-shuffled with `cfg.seed` and the first `n_test` become the test split (the paper tested on 15,000
-Countdown and 12,000 APIGen rows); the rest is the training pool. A new task registers its source with
-`register_source` (its generator takes `n`, `seed` and keyword ranges).
+`load_split(cfg, "train" | "validation" | "test")` returns a datasets.Dataset. Three disjoint splits:
+    test        touched once, at the end, for the numbers reported (the paper tested on 15,000 Countdown
+                and 12,000 APIGen rows)
+    validation  every choice (step count, checkpoint, learning rate) is made here; `n_validation` rows,
+                0 by default (then there is none)
+    train       mining and RL; it never holds a problem of the other two
+Generated: test and validation come from one held-out stream (seed 2*seed+1; the first n_test rows are
+the test split, the next n_validation the validation split), train from another (seed 2*seed) minus
+every held-out key. Hub and file sources: rows are shuffled with `cfg.seed`; the first n_test are the
+test split, the next rows whose problem key is not in test form validation, and the rest, minus every
+test or validation key, is the training pool. A new task registers its source with `register_source`
+(its generator takes `n`, `seed` and keyword ranges).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ class DataConfig:
     source: str = "generate"
     n_train: int | None = 20_000
     n_test: int = 1_000
+    n_validation: int = 0  # 0: no validation split
     seed: int = 0
     generator: dict = field(default_factory=dict)
 
@@ -62,6 +71,8 @@ class DataConfig:
             raise ValueError(f"data source {self.source!r} is neither 'generate', 'hub' nor an existing file")
         if self.n_test < 1 or (self.n_train is not None and self.n_train < 1):
             raise ValueError(f"n_test and n_train must be >= 1, got {self.n_test}, {self.n_train}")
+        if self.n_validation < 0:
+            raise ValueError(f"n_validation must be >= 0, got {self.n_validation}")
 
 
 def _read_file(path: str):
@@ -109,21 +120,26 @@ def sample_rows(cfg: DataConfig, n: int = 16) -> list[dict]:
     return _SOURCES[cfg.task].generate(n, seed=12345, **(cfg.generator if cfg.source == "generate" else {}))
 
 
+SPLITS = ("train", "validation", "test")
+
+
 def load_split(cfg: DataConfig, split: str):
-    """The `split` ("train" or "test") of the rows `cfg` describes, as a datasets.Dataset."""
+    """The `split` ("train", "validation" or "test") of the rows `cfg` describes, as a datasets.Dataset."""
     import datasets
 
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     cfg.validate()
+    if split == "validation" and cfg.n_validation == 0:
+        raise ValueError("this run has no validation split: set data.n_validation > 0")
     source = _SOURCES[cfg.task]
     if cfg.source == "generate":
-        test = source.generate(cfg.n_test, seed=2 * cfg.seed + 1, **cfg.generator)
-        if split == "test":
-            return datasets.Dataset.from_list(test)
-        held_out = {source.key(row) for row in test}
+        held = source.generate(cfg.n_test + cfg.n_validation, seed=2 * cfg.seed + 1, **cfg.generator)
+        if split != "train":
+            return datasets.Dataset.from_list(held[: cfg.n_test] if split == "test" else held[cfg.n_test :])
+        held_out = {source.key(row) for row in held}
         want = cfg.n_train if cfg.n_train is not None else 20_000
-        pool = source.generate(want + len(test), seed=2 * cfg.seed, **cfg.generator)
+        pool = source.generate(want + len(held), seed=2 * cfg.seed, **cfg.generator)
         train = [row for row in pool if source.key(row) not in held_out][:want]
         return datasets.Dataset.from_list(train)
     if cfg.source == "hub":
@@ -132,10 +148,29 @@ def load_split(cfg: DataConfig, split: str):
         full = _project(load_hub(source.hub_id), source.columns, source.hub_id)
     else:
         full = _project(_read_file(cfg.source), source.columns, cfg.source)
-    if len(full) <= cfg.n_test:
-        raise ValueError(f"{cfg.source} has {len(full)} rows, not more than n_test={cfg.n_test}")
-    full = full.shuffle(seed=cfg.seed)
+    return split_rows(full.shuffle(seed=cfg.seed), cfg, source.key, split, origin=cfg.source)
+
+
+def split_rows(full, cfg: DataConfig, key: Callable[[dict], Any], split: str, origin: str = "the rows"):
+    """The `split` of an already shuffled dataset, de-duplicated across splits by problem `key`."""
+    if len(full) <= cfg.n_test + cfg.n_validation:
+        raise ValueError(f"{origin} has {len(full)} rows, not more than n_test + n_validation = "
+                         f"{cfg.n_test + cfg.n_validation}")
+    test = full.select(range(cfg.n_test))
     if split == "test":
-        return full.select(range(cfg.n_test))
-    end = len(full) if cfg.n_train is None else min(len(full), cfg.n_test + cfg.n_train)
-    return full.select(range(cfg.n_test, end))
+        return test
+    seen = {key(row) for row in test}
+    keys = [key(row) for row in full.select(range(cfg.n_test, len(full)))]
+    validation, train = [], []
+    for offset, k in enumerate(keys):
+        if k in seen:
+            continue  # a duplicate of a held-out problem (or of an earlier validation row)
+        if len(validation) < cfg.n_validation:
+            validation.append(cfg.n_test + offset)
+            seen.add(k)
+        elif cfg.n_train is None or len(train) < cfg.n_train:
+            train.append(cfg.n_test + offset)
+    if len(validation) < cfg.n_validation:
+        raise ValueError(f"{origin} has only {len(validation)} distinct problems outside the test split for "
+                         f"n_validation = {cfg.n_validation}")
+    return full.select(validation if split == "validation" else train)

@@ -45,6 +45,10 @@ class Task:
         """Binary check of a model completion. Must never raise on any completion text."""
         raise NotImplementedError
 
+    def answer(self, completion: str) -> str | None:
+        """The final answer a completion gives (for the copy measure), or None; optional for a task."""
+        return None
+
     def validate_example(self, example: dict) -> None:
         """Raise ValueError naming the problem if `example` is not a usable row of this task."""
         missing = [c for c in self.columns if c not in example]

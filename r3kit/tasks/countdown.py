@@ -171,6 +171,9 @@ class CountdownTask(Task):
             return Verdict(False, "no <answer> tag")
         return check_equation(answer, list(example["nums"]), example["target"])
 
+    def answer(self, completion: str) -> str | None:
+        return extract_answer(completion) if isinstance(completion, str) else None
+
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
         nums, target = example["nums"], example["target"]
