@@ -72,7 +72,7 @@ def size(params_b: float, gpu: str, task: str) -> dict[str, Any]:
                   "beta": 0.001, "lora_r": 16 if small else 32, "lora_alpha": 32 if small else 64,
                   "reflection_tokens": reflection, "retry_tokens": retry, "temperature": 1.0, "retry_temperature": 0.0,
                   "generation_batch_size": 256, "save_steps": 25},
-        "control": {"reward_target": "retry", "retry_temperature": 1.0},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
     }
 
 

@@ -171,8 +171,9 @@ def select_stage(run: RunConfig, which: str) -> dict:
     variant = variant_name(arm, seed)
     folder = run.run_dir / "train" / variant
     path = folder / "selection.json"
-    if path.exists():
-        return read_json(path)
+    if path.exists():  # chosen earlier (JSON keys are text: the steps become ints again)
+        selection = read_json(path)
+        return {**selection, "scores": {int(k): v for k, v in selection["scores"].items()}}
     steps = read_json(folder / "summary.json")["steps"] if (folder / "summary.json").exists() else None
     trained_weights(run, variant)  # clear error before anything runs
     if run.select is None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +28,20 @@ COLUMNS = [("first_try", "1st try"), ("second_try", "2nd try (own reflection)"),
 MODELS = [("vanilla", "vanilla"), ("trained", "R3-trained"), ("grpo", "plain GRPO (first attempts)"),
           ("retry_control", "retry-reward GRPO (control)")]
 COLOURS = ["#9aa5b1", "#2b6cb0", "#63b3ed", "#c6dcef"]
+
+
+def _models(metrics: dict) -> list[tuple[str, str]]:
+    """(key, label) of every evaluated model in metrics.json, in MODELS order; a model chosen on validation
+    is labelled with its step, and its last weights (if they differ) follow it."""
+    out = []
+    for key, label in MODELS:
+        if key not in metrics:
+            continue
+        checkpoint = metrics[key].get("checkpoint")
+        out.append((key, f"{label} (step {checkpoint['step']}, chosen on validation)" if checkpoint else label))
+        if f"{key}-last" in metrics:
+            out.append((f"{key}-last", f"{label} (last weights, step {metrics[f'{key}-last']['checkpoint']['step']})"))
+    return out
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -47,7 +62,7 @@ def table_markdown(run_dir: str | Path) -> str:
     n = next(iter(metrics.values()))["first_try"]["n"]
     lines = [f"Accuracy % [Wilson 95% interval], n = {n} held-out problems", "",
              "| model | " + " | ".join(label for _, label in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for key, label in MODELS:
+    for key, label in _models(metrics):
         if key in metrics:
             lines.append(f"| {label} | " + " | ".join(_cell(metrics[key].get(c)) for c, _ in COLUMNS) + " |")
     fixed = _fixed(metrics)
@@ -61,7 +76,8 @@ def table_markdown(run_dir: str | Path) -> str:
             paired = entry["paired"]
             lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
                          f"p = {paired['p_value']:.2g} |")
-    pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in MODELS if "paired_vs_vanilla" in metrics.get(key, {})]
+    pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in _models(metrics)
+             if "paired_vs_vanilla" in metrics.get(key, {})]
     if pairs:
         lines += ["", f"Against vanilla, problem by problem (the same {pairs[0][1]['n']} problems; exact two-sided McNemar)", "",
                   "| model | first try | second try | first attempts that changed |", "|---|---|---|---|"]
@@ -72,7 +88,7 @@ def table_markdown(run_dir: str | Path) -> str:
 
 
 def _fixed(metrics: dict) -> list[tuple[str, str, dict]]:
-    return [(key, label, metrics[key]["on_vanilla_failures"]) for key, label in MODELS
+    return [(key, label, metrics[key]["on_vanilla_failures"]) for key, label in _models(metrics)
             if key in metrics and "on_vanilla_failures" in metrics[key]]
 
 
@@ -88,7 +104,7 @@ def fixed_failures(run_dir: Path, out: Path) -> Path | None:
                color=COLOURS[min(i, len(COLOURS) - 1)], edgecolor="black", linewidth=0.5)
         ax.annotate(f"{y:.1f}%" + (f"\np = {p:.2g}" if p is not None else ""), (i, 100 * entry["ci_high"]),
                     xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9)
-    ax.set_xticks(range(len(bars)), [label for label, _, _ in bars])
+    ax.set_xticks(range(len(bars)), [textwrap.fill(label, 24) for label, _, _ in bars], fontsize=8)
     ax.set_ylabel("retry success (%)")
     ax.set_ylim(0, max(100 * e["ci_high"] for _, e, _ in bars) * 1.3)
     ax.set_title(f"Own reflection + retry on the vanilla model's {bars[0][1]['n']} failed first attempts\n"
@@ -99,7 +115,7 @@ def fixed_failures(run_dir: Path, out: Path) -> Path | None:
 
 def table_png(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
-    rows = [(label, [_cell(metrics[key].get(c)) for c, _ in COLUMNS]) for key, label in MODELS if key in metrics]
+    rows = [(label, [_cell(metrics[key].get(c)) for c, _ in COLUMNS]) for key, label in _models(metrics)]
     fig, ax = plt.subplots(figsize=(12, 0.6 + 0.5 * len(rows)))
     ax.axis("off")
     table = ax.table(cellText=[cells for _, cells in rows], rowLabels=[label for label, _ in rows],
@@ -113,7 +129,7 @@ def table_png(run_dir: Path, out: Path) -> Path:
 
 def accuracy_bars(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
-    models = [(key, label) for key, label in MODELS if key in metrics]
+    models = _models(metrics)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / len(COLUMNS)
     for j, ((column, label), colour) in enumerate(zip(COLUMNS, COLOURS)):
@@ -126,7 +142,7 @@ def accuracy_bars(run_dir: Path, out: Path) -> Path:
                 low.append(100 * (entry["accuracy"] - entry["ci_low"]))
                 high.append(100 * (entry["ci_high"] - entry["accuracy"]))
         ax.bar(xs, ys, width, yerr=[low, high], capsize=3, label=label, color=colour, edgecolor="black", linewidth=0.5)
-    ax.set_xticks(range(len(models)), [label for _, label in models])
+    ax.set_xticks(range(len(models)), [textwrap.fill(label, 24) for _, label in models], fontsize=8)
     ax.set_ylabel("accuracy (%)")
     n = metrics[models[0][0]]["first_try"]["n"]
     ax.set_title(f"Held-out accuracy (n = {n}), whiskers: Wilson 95% intervals")
@@ -196,7 +212,7 @@ def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
 
 def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
-    models = [(key, label) for key, label in MODELS if key in metrics]
+    models = _models(metrics)
     buckets = sorted({b for key, _ in models for b in metrics[key]["by_difficulty"]})
     fig, axes = plt.subplots(1, len(buckets), figsize=(4.5 * len(buckets), 4), squeeze=False)
     for ax, bucket in zip(axes[0], buckets):

@@ -76,7 +76,11 @@ def test_missing_columns_and_bad_sources_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown task"):
         load_split(DataConfig(task="chess"), "test")
     with pytest.raises(ValueError, match="split must be"):
+        load_split(DataConfig(), "dev")
+    with pytest.raises(ValueError, match="no validation split"):
         load_split(DataConfig(), "validation")
+    with pytest.raises(ValueError, match="n_validation"):
+        DataConfig(n_validation=-1).validate()
 
 
 def test_hub_source_uses_the_paper_dataset_ids(monkeypatch):
@@ -122,3 +126,30 @@ def test_a_gated_dataset_says_what_to_do(monkeypatch, kind):
     monkeypatch.setattr(datasets, "load_dataset", gated)
     with pytest.raises(ValueError, match=rf"{hub_id} is a gated dataset .*HF_TOKEN is not set.*accept its terms.*set HF_TOKEN"):
         load_split(DataConfig(task="function_calling", source="hub"), "test")
+
+
+@pytest.mark.parametrize("task", ["countdown", "function_calling"])
+def test_three_generated_splits_are_disjoint_and_adding_validation_leaves_test_unchanged(task):
+    key = cd.key if task == "countdown" else fc.key
+    two = DataConfig(task=task, source="generate", n_train=200, n_test=50, seed=3)
+    three = DataConfig(task=task, source="generate", n_train=200, n_test=50, n_validation=40, seed=3)
+    train, validation, test = (load_split(three, s) for s in ("train", "validation", "test"))
+    assert (len(train), len(validation), len(test)) == (200, 40, 50)
+    keys = [{key(r) for r in split} for split in (train, validation, test)]
+    assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+    assert test[:] == load_split(two, "test")[:]  # the test split does not move when a validation split is added
+
+
+def test_file_splits_are_de_duplicated_by_problem_key(tmp_path):
+    # 40 rows over 20 distinct problems (each twice, numbers in another order the second time)
+    rows = [{"target": t, "nums": [t, 1, 2]} for t in range(20)] + [{"target": t, "nums": [2, 1, t]} for t in range(20)]
+    path = tmp_path / "rows.jsonl"
+    datasets.Dataset.from_list(rows).to_json(str(path))
+    cfg = DataConfig(task="countdown", source=str(path), n_test=5, n_validation=5, n_train=None, seed=0)
+    train, validation, test = (load_split(cfg, s) for s in ("train", "validation", "test"))
+    keys = [[cd.key(r) for r in split] for split in (train, validation, test)]
+    assert len(set(keys[1])) == len(keys[1]) == 5
+    assert not set(keys[0]) & set(keys[1]) and not set(keys[0]) & set(keys[2]) and not set(keys[1]) & set(keys[2])
+    assert len(set(keys[2])) + len(keys[1]) + len(set(keys[0])) == 20  # every problem lands in exactly one split
+    with pytest.raises(ValueError, match="distinct problems"):
+        load_split(DataConfig(task="countdown", source=str(path), n_test=5, n_validation=30), "validation")

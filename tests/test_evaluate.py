@@ -6,8 +6,9 @@ import math
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.evaluate import EvalConfig, evaluate, mcnemar, on_fixed_failures, paired_with, summarize, wilson
+from r3kit.evaluate import EvalConfig, copied, evaluate, on_fixed_failures, own_failures, paired_with, summarize
 from r3kit.io import read_jsonl
+from r3kit.stats import proportion
 from r3kit.tasks import get_task
 
 
@@ -19,16 +20,6 @@ def row(first_ok, reflection_ok=None, no_reflection_ok=None, generic_ok=None, di
     return {"difficulty": difficulty, "first": {"verdict": {"ok": first_ok, "reason": ""}}, "second": second}
 
 
-def test_wilson_interval_matches_known_values():
-    low, high = wilson(8, 10)
-    assert math.isclose(low, 0.4902, abs_tol=1e-4) and math.isclose(high, 0.9433, abs_tol=1e-4)
-    low, high = wilson(0, 20)
-    assert low == 0.0 and math.isclose(high, 0.1611, abs_tol=1e-4)
-    low, high = wilson(500, 1000)
-    assert math.isclose(low, 0.4691, abs_tol=1e-4) and math.isclose(high, 0.5309, abs_tol=1e-4)
-    assert wilson(0, 0) == (0.0, 1.0)
-
-
 def test_summary_counts_first_try_successes_in_every_second_try_condition():
     transcripts = ([row(True)] * 3 + [row(False, True, False, True)] * 2 + [row(False, False, True, False, tokens=9)] * 5
                    + [row(False, False, False, False, difficulty="4 numbers")] * 2)
@@ -38,7 +29,7 @@ def test_summary_counts_first_try_successes_in_every_second_try_condition():
     assert metrics["retry_no_reflection"]["successes"] == 8
     assert metrics["retry_generic_reflection"]["successes"] == 5
     assert math.isclose(metrics["second_try"]["accuracy"], 5 / 12)
-    assert (metrics["second_try"]["ci_low"], metrics["second_try"]["ci_high"]) == pytest.approx(wilson(5, 12))
+    assert metrics["second_try"] == proportion(5, 12)
     assert metrics["by_difficulty"]["4 numbers"]["second_try"]["successes"] == 0
     assert metrics["by_difficulty"]["3 numbers"]["first_try"]["n"] == 10
     assert metrics["reflection_tokens_mean"] == pytest.approx((2 * 5 + 5 * 9 + 2 * 5) / 9)
@@ -74,17 +65,6 @@ def test_bad_evaluation_parameters_fail_before_generation(tiny):
         evaluate(None, None, task, [{"target": 1, "nums": [1]}], EvalConfig(n_examples=0), generator=never)
 
 
-def test_mcnemar_exact_one_sided():
-    before = [False] * 10 + [True] * 5
-    after = [True] * 8 + [False] * 2 + [True] * 4 + [False]
-    result = mcnemar(before, after)
-    assert result["gained"] == 8 and result["lost"] == 1
-    assert result["p_value"] == pytest.approx((math.comb(9, 8) + math.comb(9, 9)) / 2**9)
-    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
-    with pytest.raises(ValueError, match="equal lengths"):
-        mcnemar([True], [])
-
-
 def test_fixed_failures_replay_the_baselines_failed_attempts_and_pair_the_verdicts(tiny, tmp_path):
     task = get_task("countdown", style="compact")
     problems = [{"target": 6, "nums": [1, 2, 3]}, {"target": 24, "nums": [3, 4, 2]}, {"target": 1, "nums": [5, 4, 9]},
@@ -114,6 +94,13 @@ def test_fixed_failures_replay_the_baselines_failed_attempts_and_pair_the_verdic
     assert all(len(call) == 3 for call in trained.calls) and len(trained.calls) == 2  # no first attempts generated
     assert metrics["baseline"]["successes"] == 1 and metrics["model"]["successes"] == 2 and metrics["model"]["n"] == 3
     assert metrics["paired"]["gained"] == 2 and metrics["paired"]["lost"] == 1
+    assert "both_failed_first" not in metrics
+    # the restricted analysis keeps the problems the trained model also fails at first: say it solves 5 4 9 at once now
+    own = [{"index": i, "first": {"verdict": {"ok": i in (0, 2)}}} for i in range(4)]
+    metrics, _ = on_fixed_failures(ScriptedGenerator(tiny[1], trained_script), task, baseline, EvalConfig(), own=own)
+    both = metrics["both_failed_first"]
+    assert both["model"]["n"] == 2 and both["model"]["successes"] == 1 and both["baseline"]["successes"] == 1
+    assert (both["paired"]["gained"], both["paired"]["lost"]) == (1, 1)
     with pytest.raises(ValueError, match="no failed first attempt"):
         on_fixed_failures(trained, task, [r for r in baseline if r["first"]["verdict"]["ok"]], EvalConfig())
 
@@ -134,3 +121,33 @@ def test_paired_with_matches_problems_by_index_and_counts_changed_attempts():
     assert (pair["second_try"]["gained"], pair["second_try"]["lost"]) == (1, 0)  # problem 3 rescued by the retry
     with pytest.raises(ValueError, match="same problems"):
         paired_with(vanilla, trained[:3])
+
+
+def test_own_failures_pair_the_reflection_with_each_control_on_the_same_failed_attempts():
+    transcripts = ([row(True)] * 4 + [row(False, True, False, False)] * 6 + [row(False, False, True, False)] * 1
+                   + [row(False, True, True, True)] * 3 + [row(False, False, False, False)] * 2)
+    own = own_failures(transcripts, ("reflection", "no_reflection", "generic_reflection"))
+    assert own["reflection"] == proportion(9, 12) and own["no_reflection"] == proportion(4, 12)
+    assert own["generic_reflection"] == proportion(3, 12)
+    vs_none = own["reflection_vs_no_reflection"]
+    assert (vs_none["gained"], vs_none["lost"]) == (6, 1)
+    assert vs_none["p_value"] == pytest.approx(2 * sum(math.comb(7, k) for k in range(6, 8)) / 2**7)  # two-sided
+    assert own_failures(transcripts, ("no_reflection",)) is None  # nothing to pair the reflection with
+    assert own_failures([row(True)] * 3, ("reflection",)) is None
+
+
+def test_copy_rate_counts_retries_whose_answer_stands_in_the_reflection():
+    task = get_task("countdown", style="compact")
+
+    def episode(reflection, retry):
+        return {"second": {"reflection": {"messages": [{"role": "user", "content": "wrong. reflect"},
+                                                       {"role": "assistant", "content": reflection},
+                                                       {"role": "user", "content": "retry"},
+                                                       {"role": "assistant", "content": retry}]}}}
+
+    rows = [episode("49-37=12,12*5=60 so (49-37)*5", "<answer>(49-37) * 5</answer>"),  # copied (spaces aside)
+            episode("49-37=12,12*5=60 so (49-37)*5", "<answer>(49+37)-5</answer>"),  # a new answer
+            episode("think", "no tag at all"),  # no answer: not counted
+            {"second": {}}]  # solved at first: no reflection
+    assert copied(task, rows) == proportion(1, 2)
+    assert copied(get_task("function_calling"), rows) is None  # a task without `answer` has no copy measure

@@ -35,15 +35,20 @@ def test_notebook_is_stored_clean_with_metadata_and_a_parameters_cell(path):
     assert "google.colab" in nb.cells[1].source  # the install cell that only acts on Colab
     if path.name == "colab_gpu_run.ipynb":  # the one-runtime GPU notebook defaults to a T4 profile on Drive
         assert params["profile"] in PROFILES and params["profile"].endswith("-t4") and params["use_drive"] is True
+    elif path.name.startswith(("06_study", "07_study")):  # the study notebooks default to the study profile
+        assert params["profile"] == "cpu-study" and params["run_dir"] == "" and params["overrides"] == {}
     elif path.name != "00_tour.ipynb":
         assert params["profile"] == DEFAULT_PROFILE and params["run_dir"] == "" and params["overrides"] == {}
 
 
 def test_reproduce_plan_covers_every_numbered_notebook():
-    used = {notebook for notebook, _, _ in plan(resolve("cpu-demo"))}
+    used = {notebook for profile in ("cpu-demo", "cpu-study") for notebook, _, _ in plan(resolve(profile))}
     assert used == {p.name for p in NOTEBOOKS if p.name[:2].isdigit() and p.name != "00_tour.ipynb"}
-    names = [name for _, _, name in plan(resolve("cpu-demo"))]
-    assert names == sorted(names) and len(set(names)) == len(names)
+    for profile in ("cpu-demo", "cpu-study"):
+        names = [name for _, _, name in plan(resolve(profile))]
+        assert names == sorted(names) and len(set(names)) == len(names)
+    study = plan(resolve("cpu-study"))
+    assert [own for _, own, _ in study[:-1]] == [{"student": 0}, {"student": 1}]  # one notebook per student, then 07
 
 
 @pytest.mark.slow
@@ -136,3 +141,43 @@ def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_p
                                              r"gated dataset .*HF_TOKEN is not set.*accept its terms"):
         reproduce("smollm2-function-calling", tmp_path / "run", overrides={"data": {"source": "hub"}}, notebooks_dir=folder)
     assert not (tmp_path / "run" / "eval").exists()  # stopped before any model loaded or wrote
+
+
+@pytest.mark.slow
+def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_seed(tmp_path):
+    from r3kit.reproduce import reproduce
+
+    run_dir = tmp_path / "study"
+    run = resolve("smoke-study", run_dir)
+    manifest = reproduce("smoke-study", run_dir)
+    assert [e["status"] for e in manifest["notebooks"]] == ["ok"] * 3
+    study = json.loads((run_dir / "study.json").read_text())
+    assert study["seeds_evaluated"] == [0, 1, 2] and study["selection"] == "validation split"
+    assert sorted((r["arm"], r["seed"]) for r in study["rows"]) == sorted(
+        [(arm, seed) for arm in ("vanilla", "r3", "grpo", "retry_control") for seed in (0, 1, 2)])
+    for seed in (0, 1, 2):
+        folder = run_dir / f"student-{run.study.student_of(seed)}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for arm in ("r3", "grpo", "retry_control"):
+            name = f"{arm}-seed{seed}"
+            selection = json.loads((folder / "train" / name / "selection.json").read_text())
+            # every checkpoint and the final weights were scored on the validation split, never on test
+            assert selection["split"] == "validation" and sorted(map(int, selection["scores"])) == [1, 2]
+            assert selection["n"] == run.data.n_validation
+            best = max(selection["scores"].values())
+            assert selection["scores"][str(selection["selected"])] == best
+            assert selection["selected"] == max(int(k) for k, v in selection["scores"].items() if v == best)
+            for step in (1, 2):
+                val = read_jsonl(folder / "eval" / name / "validation" / f"step-{step}" / "transcripts.jsonl")
+                assert len(val) == run.data.n_validation
+            test = read_jsonl(folder / "eval" / name / "transcripts.jsonl")
+            assert len(test) == run.data.n_test
+            assert metrics[name]["checkpoint"]["step"] == selection["selected"]
+            if selection["selected"] != selection["last"]:  # the last weights are reported beside the selected ones
+                assert metrics[f"{name}-last"]["checkpoint"]["step"] == selection["last"]
+            config = json.loads((folder / "train" / name / "config.json").read_text())["train"]
+            assert config["seed"] == seed and config["steps"] == run.train.steps
+            assert config["reward_target"] == {"r3": "reflection", "grpo": "attempt", "retry_control": "retry"}[arm]
+    for name in ("study_seeds.png", "study_differences.png"):
+        assert (run_dir / "figures" / name).stat().st_size > 0
+    assert "r3 - grpo: second_try" in study["differences"]

@@ -89,3 +89,30 @@ def test_7b_and_8b_models_are_not_offered_on_a_t4_and_colabs_a100_has_its_own_si
     small, big = resolve("llama3.1-8b-countdown-a100-40gb"), resolve("llama3.1-8b-countdown-a100")
     assert small.model.load_in_4bit and not big.model.load_in_4bit
     assert small.train.micro_batch_size < big.train.micro_batch_size
+
+
+def test_the_study_profile_runs_three_arms_at_equal_budget_and_selects_on_validation():
+    run = resolve("cpu-study")
+    assert len(run.study.seeds) >= 5 and len(run.study.students) >= 2
+    assert {run.study.student_of(t) for t in run.study.seeds} == set(run.study.students)
+    assert run.select is not None and run.data.n_validation > 0
+    arms = {"r3": run.train, "grpo": run.grpo, "retry_control": run.control}
+    assert {a: c.reward_target for a, c in arms.items()} == {"r3": "reflection", "grpo": "attempt", "retry_control": "retry"}
+    assert run.control.shared_reflection
+    for field in ("steps", "problems_per_step", "group_size", "learning_rate", "finetune", "beta", "temperature", "save_steps"):
+        assert len({getattr(c, field) for c in arms.values()}) == 1, f"arms differ in {field}"
+
+
+def test_selection_and_arm_sections_are_checked():
+    with pytest.raises(ValueError, match="n_validation is 0"):
+        resolve("smoke", overrides={"select": {"metric": "second_try"}})
+    with pytest.raises(ValueError, match="select.metric"):
+        resolve("cpu-study", overrides={"select": {"metric": "vibes"}})
+    with pytest.raises(ValueError, match="train.reward_target must be 'reflection'"):
+        resolve("cpu-demo", overrides={"train": {"reward_target": "retry", "retry_temperature": 1.0}})
+    with pytest.raises(ValueError, match="study.arms"):
+        resolve("cpu-study", overrides={"study": {"arms": ["grpo"]}})
+    with pytest.raises(ValueError, match="at least 2 distinct training seeds"):
+        resolve("cpu-study", overrides={"study": {"seeds": [0]}})
+    run = resolve("cpu-study", overrides={"study": {"seeds": [0, 1, 2], "students": [7]}})
+    assert run.study.seeds_of(7) == [0, 1, 2]

@@ -4,7 +4,9 @@ import itertools
 import random
 import re
 
-from r3kit.data.countdown import key
+import pytest
+
+from r3kit.data.countdown import iter_problems, key
 from r3kit.models import build_char_tokenizer
 from r3kit.student import (
     StudentConfig,
@@ -102,3 +104,24 @@ def test_make_student_saves_a_loadable_model(tmp_path):
     model, tokenizer = load_model(ModelConfig(name=str(tmp_path / "student")))
     text = "37 49 5 = 60 <answer>5*(49-37)</answer>"
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_check_style_reflections_check_the_failed_attempt_then_fix_it():
+    task = get_task("countdown", style="compact")
+    rng = random.Random(3)
+    kept_first_step = 0
+    for problem in iter_problems(60, seed=4, num_counts=(3,), max_num=30, max_target=60):
+        turns = conversation(problem, "reflect", rng, work=True, style="check")
+        if turns is None:
+            continue
+        attempt, reflection, retry = turns[1][1], turns[3][1], turns[5][1]
+        equation = attempt.split("<answer>")[1].split("</answer>")[0]
+        value = attempt.split(" so ")[0].rsplit("=", 1)[1]
+        # the reflection starts by checking the attempt: its equation, its true value, the target
+        assert reflection.startswith(f"{equation}={value} not {problem['target']}. ")
+        fix = reflection.split(". ", 1)[1]
+        assert task.verify(retry, problem).ok and retry == f"<answer>{fix.rsplit(' so ', 1)[1]}</answer>"
+        kept_first_step += fix.split(",")[0] == attempt.split(",")[0]
+    assert kept_first_step > 0  # where a solution keeps the attempt's first step, the fix builds on it
+    with pytest.raises(ValueError, match="reflection_style"):
+        StudentConfig(reflection_style="poetry").validate()

@@ -63,7 +63,7 @@ def capture(trainer):
 
     def recording(*args, **kwargs):
         values = reward(*args, **kwargs)
-        rewards.append((list(kwargs["reflection_text"]), list(kwargs["retry_text"]), values))
+        rewards.append((list(kwargs["reflection_text"]), list(kwargs["judged_text"]), values))
         return values
 
     recording.__name__ = reward.__name__
@@ -180,3 +180,84 @@ def test_reflections_are_sampled_from_the_distribution_trl_scores():
     """TRL scores completions at the temperature alone: nucleus sampling would train on another distribution."""
     with pytest.raises(ValueError, match="top_p must be 1.0"):
         TrainConfig(top_p=0.9).validate()
+
+
+def trained_texts(batch, tokenizer):
+    mask = batch["completion_mask"] * batch.get("tool_mask", torch.ones_like(batch["completion_mask"]))
+    return [tokenizer.decode([t for t, m in zip(ids.tolist(), row.tolist()) if m]) for ids, row in
+            zip(batch["completion_ids"], mask)]
+
+
+def test_plain_grpo_arm_trains_fresh_first_attempts_rewarded_by_their_own_verdict(lora_model, tmp_path):
+    model, tokenizer = lora_model
+    task = EvenRetry(prompts=COMPACT)
+    count = {"n": 0}
+
+    def script(conversation):  # first attempts only: the task prompt alone, never a failed attempt or a reflection
+        assert len(conversation) == 1 and conversation[0]["role"] == "user"
+        count["n"] += 1
+        return f"<answer>{count['n'] % 4}</answer>"
+
+    calls = []
+
+    def factory(model, tok, batch_size=64, **_):
+        calls.append(ScriptedGenerator(tokenizer, script))
+        return calls[-1]
+
+    cfg = TrainConfig(**{**CFG.__dict__, "reward_target": "attempt", "attempt_tokens": 8})
+    trainer = build_trainer(model, tokenizer, task, FAILURES, cfg, tmp_path, factory)
+    seen, rewards = capture(trainer)
+    trainer.train()
+    assert seen and rewards
+    for batch, (_, judged, values) in zip(seen, rewards):
+        assert trained_texts(batch, tokenizer) == [f"{text}<|im_end|>" for text in judged]  # the attempt is trained
+        assert values == [1.0 if int(text[8]) % 2 == 0 else 0.0 for text in judged]
+        prompts = [tokenizer.decode(ids[m.bool()]) for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
+        assert all("<answer>1</answer>" not in p and TASK.prompts.reflection_request not in p for p in prompts)
+    assert trainer.r3kit_log["generated_tokens"] == sum(g.stats.tokens for g in calls) > 0
+
+
+def test_fair_control_shares_one_greedy_reflection_per_group_and_trains_the_retries(lora_model, tmp_path):
+    model, tokenizer = lora_model
+    task = EvenRetry(prompts=COMPACT)
+    samplings, count = [], {"n": 0}
+
+    def script(conversation):
+        if conversation[-1]["content"] == TASK.prompts.reflection_request:
+            return f"r{conversation[0]['content'].split('= ')[-1]}"  # one reflection per problem
+        count["n"] += 1
+        return f"<answer>{count['n'] % 3}</answer>"  # retries differ within a group
+
+    class Recording(ScriptedGenerator):
+        def generate(self, conversations, sampling, progress=None):
+            samplings.append((len(conversations), sampling.temperature,
+                              conversations[0][-1]["content"] == TASK.prompts.reflection_request))
+            return super().generate(conversations, sampling, progress)
+
+    cfg = TrainConfig(**{**CFG.__dict__, "reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True})
+    trainer = build_trainer(model, tokenizer, task, FAILURES, cfg, tmp_path,
+                            lambda model, tok, batch_size=64, **_: Recording(tokenizer, script))
+    seen, rewards = capture(trainer)
+    trainer.train()
+    # per rollout: one greedy reflection per problem (B = 2), then B * G = 8 sampled retries
+    assert samplings[:2] == [(2, 0.0, True), (8, 1.0, False)]
+    for batch, (reflections, judged, values) in zip(seen, rewards):
+        for g in range(0, 8, 4):
+            assert len(set(reflections[g : g + 4])) == 1  # a group shares its reflection
+        assert len(set(judged)) > 1
+        assert trained_texts(batch, tokenizer) == [f"{text}<|im_end|>" for text in judged]
+        assert values == [1.0 if int(text[8]) % 2 == 0 else 0.0 for text in judged]
+
+
+def test_groups_must_repeat_one_prompt():
+    from r3kit.train import groups
+
+    assert groups(["a", "a", "b", "b"], 2) == ["a", "b"]
+    with pytest.raises(ValueError, match="differ"):
+        groups(["a", "b", "b", "b"], 2)
+    with pytest.raises(ValueError, match="groups of 3"):
+        groups(["a", "a"], 3)
+    with pytest.raises(ValueError, match="shared_reflection"):
+        TrainConfig(shared_reflection=True).validate()
+    with pytest.raises(ValueError, match="reward_target"):
+        TrainConfig(reward_target="everything").validate()

@@ -1,0 +1,37 @@
+"""Checkpoint selection: the best validation score wins (ties: the later step), and a saved choice is reused."""
+
+import json
+
+import pytest
+
+from r3kit.pipeline import select_stage
+from r3kit.profiles import resolve
+from r3kit.selection import SelectionConfig, best_step
+
+
+def test_best_step_takes_the_highest_score_and_the_later_step_on_a_tie():
+    assert best_step({25: 0.31, 50: 0.35}) == 50
+    assert best_step({25: 0.40, 50: 0.35}) == 25
+    assert best_step({25: 0.35, 50: 0.35, 75: 0.2}) == 50
+    with pytest.raises(ValueError, match="no checkpoint"):
+        best_step({})
+
+
+def test_selection_config_names_bad_values():
+    with pytest.raises(ValueError, match="select.metric"):
+        SelectionConfig(metric="test_accuracy").validate()
+    with pytest.raises(ValueError, match="needs the 'reflection' condition"):
+        SelectionConfig(conditions=("no_reflection",)).validate()
+    with pytest.raises(ValueError, match="n_examples"):
+        SelectionConfig(n_examples=0).validate()
+
+
+def test_a_saved_choice_is_reused_with_integer_steps(tmp_path):
+    run = resolve("smoke-study", tmp_path)
+    folder = tmp_path / "train" / "r3-seed1"
+    folder.mkdir(parents=True)
+    saved = {"split": "validation", "n": 8, "metric": "second_try", "scores": {1: 0.5, 2: 0.25}, "selected": 1,
+             "selected_path": "x", "last": 2}
+    (folder / "selection.json").write_text(json.dumps(saved))
+    again = select_stage(run, "r3-seed1")  # no model is loaded: the choice stands
+    assert again["scores"] == {1: 0.5, 2: 0.25} and again["scores"][again["selected"]] == 0.5
