@@ -92,7 +92,8 @@ def _squash(text: str) -> str:
 
 
 def copied(task, transcripts: list[dict]) -> dict[str, Any] | None:
-    """How many retries after a reflection give an answer that already stands in that reflection's text."""
+    """How many retries after a reflection give an answer that already stands in that reflection's text
+    (the failed attempt's own answer, which a reflection may quote to check it, does not count)."""
     pairs = []
     for row in transcripts:
         turn = row["second"].get("reflection")
@@ -100,8 +101,10 @@ def copied(task, transcripts: list[dict]) -> dict[str, Any] | None:
             continue
         reflection, retry = turn["messages"][1]["content"], turn["messages"][-1]["content"]
         answer = task.answer(retry)
+        failed = task.answer(row["first"]["messages"][-1]["content"]) if "messages" in row["first"] else None
         if answer is not None and _squash(answer):
-            pairs.append(_squash(answer) in _squash(reflection))
+            text = _squash(reflection).replace(_squash(failed), "") if failed and _squash(failed) else _squash(reflection)
+            pairs.append(_squash(answer) in text)
     return proportion(sum(pairs), len(pairs)) if pairs else None
 
 

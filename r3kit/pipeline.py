@@ -22,6 +22,7 @@ Every stage records its wall time in stages.json; evaluations also update the ru
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +52,9 @@ def parse_which(which: str) -> tuple[str | None, int | None]:
         return "r3", None
     arm, sep, seed = which.partition("-seed")
     if arm in ARMS and (seed.isdigit() if sep else arm != "r3"):
-        return arm, int(seed) if sep else None
+        parsed = (arm, int(seed) if sep else None)
+        if evaluation_name(*parsed) == which:  # the one spelling ("r3-seed1", not "r3-seed01")
+            return parsed
     raise ValueError(f"which must be 'vanilla', 'trained', an arm {ARMS[1:]} or '<arm>-seed<N>', got {which!r}")
 
 
@@ -138,24 +141,36 @@ def trained_weights(run: RunConfig, variant: str, folder: str | Path | None = No
         return str(folder / "model"), None
     if (folder / "adapter_config.json").exists():
         return run.model.name, str(folder)
-    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if (folder / "config.json").exists() and any((folder / name).exists() for name in weights):
         return str(folder), None
     raise ValueError(f"no trained weights in {folder}: run the training stage ({variant}) first")
 
 
 def _evaluate_weights(run: RunConfig, name: str, adapter: str | None, rows: list[dict], cfg, out: Path | None, label: str):
     """Load one set of weights, evaluate them on `rows`; returns (EvalResult, generator, model) with the model
-    still loaded (the caller releases it)."""
+    still loaded (the caller releases it). If the evaluation fails, the model is released before the error."""
     import dataclasses
 
     from r3kit.evaluate import evaluate
     from r3kit.generation import make_generator
-    from r3kit.models import load_model
+    from r3kit.models import load_model, release
 
     check_context_with_tokenizer(run, rows, (cfg.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens), label, name)
     model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
-    generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
-    return evaluate(model, tokenizer, run.get_task(), rows, cfg, out, label=label, generator=generator), generator, model
+    try:
+        generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
+        result = evaluate(model, tokenizer, run.get_task(), rows, cfg, out, label=label, generator=generator)
+    except BaseException:
+        release(model)
+        raise
+    return result, generator, model
+
+
+def _weights_of_step(run: RunConfig, variant: str, step: int, last: int) -> Path:
+    """The folder holding a variant's weights at `step`: its final weights, or the checkpoint of that step."""
+    folder = run.run_dir / "train" / variant
+    return folder if step == last else folder / "checkpoints" / f"checkpoint-{step}"
 
 
 def select_stage(run: RunConfig, which: str) -> dict:
@@ -170,29 +185,32 @@ def select_stage(run: RunConfig, which: str) -> dict:
     arm, seed = parse_which(which)
     variant = variant_name(arm, seed)
     folder = run.run_dir / "train" / variant
-    path = folder / "selection.json"
-    if path.exists():  # chosen earlier (JSON keys are text: the steps become ints again)
-        selection = read_json(path)
-        return {**selection, "scores": {int(k): v for k, v in selection["scores"].items()}}
-    steps = read_json(folder / "summary.json")["steps"] if (folder / "summary.json").exists() else None
+    if not (folder / "summary.json").exists():
+        raise ValueError(f"training of {variant} has not finished ({folder / 'summary.json'} is missing): run or resume "
+                         "the training stage first")
+    steps = read_json(folder / "summary.json")["steps"]
     trained_weights(run, variant)  # clear error before anything runs
     if run.select is None:
         return {"selected": steps, "last": steps, "split": None, "scores": {}}
-    candidates = {step: str(p) for step, p in checkpoints(folder)}
-    candidates[steps] = str(folder)  # the final weights (train/<variant>/model or adapter)
+    settings = dataclasses.asdict(run.select)
+    path = folder / "selection.json"
+    if path.exists():  # chosen earlier with the same settings and training: reused (JSON keys are text: steps again)
+        selection = read_json(path)
+        if selection.get("settings") == json.loads(json.dumps(settings)) and selection.get("last") == steps:
+            return {**selection, "scores": {int(k): v for k, v in selection["scores"].items()}}
+    candidates = sorted({*(step for step, _ in checkpoints(folder)), steps})  # checkpoints and the final weights
     cfg = dataclasses.replace(run.evaluate, n_examples=run.select.n_examples, conditions=tuple(run.select.conditions))
     rows = _rows(run, "validation")[: run.select.n_examples]
     scores = {}
     with _timed(run, f"select_{variant}"):
-        for step in sorted(candidates):
-            name, adapter = trained_weights(run, variant, candidates[step])
+        for step in candidates:
+            name, adapter = trained_weights(run, variant, _weights_of_step(run, variant, step, steps))
             out = run.run_dir / "eval" / which / "validation" / f"step-{step}"
             result, _, model = _evaluate_weights(run, name, adapter, rows, cfg, out, f"{which} step {step} (validation)")
             release(model)
             scores[step] = result.metrics[run.select.metric]["accuracy"]
-    selected = best_step(scores)
-    selection = {"split": "validation", "n": len(rows), "metric": run.select.metric, "scores": scores,
-                 "selected": selected, "selected_path": candidates[selected], "last": steps}
+    selection = {"split": "validation", "n": len(rows), "metric": run.select.metric, "settings": settings,
+                 "scores": scores, "selected": best_step(scores), "last": steps}
     write_json(path, selection)
     return selection
 
@@ -211,7 +229,7 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
         variant = variant_name(arm, seed)
         selection = select_stage(run, which)
         selected, last = selection["selected"], selection["last"]
-        chosen = selection.get("selected_path") if selected != last else None
+        chosen = _weights_of_step(run, variant, selected, last)
         targets = [(which, *trained_weights(run, variant, chosen), selection)]
         if selected != last:  # the last weights too, first: `which` in metrics.json marks the stage finished
             targets.insert(0, (f"{which}-last", *trained_weights(run, variant), selection))
@@ -239,7 +257,7 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                                                            own=result.transcripts)
                     write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
                     entry["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
-                    write_json(out / "metrics.json", result.metrics)
+                write_json(out / "metrics.json", result.metrics)
                 metrics[name_] = entry
                 write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished
             finally:
@@ -278,9 +296,11 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
     name = variant_name(variant, seed)
     with _timed(run, f"train_{name}"):
         failures = load_failures(run.run_dir / "failures")
-        if len(failures):
-            attempt = cfg.attempt_tokens if cfg.reward_target == "attempt" else 0
-            check_context_with_tokenizer(run, [dict(r) for r in failures], (attempt, cfg.reflection_tokens, cfg.retry_tokens),
+        if len(failures) and cfg.reward_target == "attempt":  # a fresh first attempt: the task prompt alone
+            check_context_with_tokenizer(run, [{k: v for k, v in dict(r).items() if k != "failed_attempt"} for r in failures],
+                                         (cfg.attempt_tokens, 0, 0), f"train {name}")
+        elif len(failures):
+            check_context_with_tokenizer(run, [dict(r) for r in failures], (0, cfg.reflection_tokens, cfg.retry_tokens),
                                          f"train {name}")
         summary = train(run.model, run.get_task(), failures, cfg, run.run_dir / "train" / name)
     return summary

@@ -231,7 +231,7 @@ def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
 STUDY_ARMS = [("vanilla", "vanilla"), ("r3", "R3"), ("grpo", "plain GRPO\n(first attempts)"),
               ("retry_control", "retry-reward\ncontrol (fair)")]
 STUDY_PANELS = [("first_try", "first try"), ("second_try", "second try (own reflection)"),
-                ("both_failed_first", "retry on vanilla's failures\nthat it also fails first"),
+                ("both_failed_first", "retry on vanilla's failures\nthat this model also fails first"),
                 ("own_failures_reflection", "retry after own reflection,\non its own failures")]
 
 
@@ -271,7 +271,7 @@ def study_seeds(study: dict, out: Path) -> Path | None:
 
 def study_differences(study: dict, out: Path) -> Path | None:
     """Paired-by-seed differences between arms (points) with their 95% t intervals."""
-    items = [(name, d) for name, d in {**study["differences"], **study["own_failures"]}.items()]
+    items = [(name, d) for name, d in {**study["differences"], **study["within_arms"]}.items()]
     if not items:
         return None
     fig, ax = plt.subplots(figsize=(9, 0.8 + 0.32 * len(items)))

@@ -10,8 +10,8 @@ stage, and returns a RunConfig, before any model is loaded or any notebook start
 
     smoke     seconds: a tiny random model through every stage (what the tests run)
     cpu-demo  the default: the kit's own student, offline on CPU, under 20 minutes on 2 cores (see student.py)
-    cpu-study the headline: 2 students x 5 training seeds in all, three arms at equal budget, steps chosen
-              on validation (`r3kit study`, about 90 minutes on 2 cores; see study.py)
+    cpu-study the headline: 5 training seeds over 2 students, three arms at equal budget, checkpoints chosen
+              on validation (`r3kit reproduce --profile cpu-study`, about 90 minutes on 2 cores; see study.py)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
 """
@@ -230,6 +230,11 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         select=SelectionConfig(**_coerce("select", SelectionConfig, spec["select"])) if spec.get("select") is not None else None,
         study=StudyConfig(**_coerce("study", StudyConfig, spec["study"])) if spec.get("study") is not None else None,
     )
+    if run.study is not None:
+        missing = [a for a in run.study.arms if (run.train if a == "r3" else run.grpo if a == "grpo" else run.control) is None]
+        if missing or run.select is None or run.student is None:
+            raise ValueError(f"a study needs a student, a select section and a section for each of its arms {run.study.arms}"
+                             f"{f'; missing: {missing}' if missing else ''}")
     if run.select is not None and run.data.n_validation == 0:
         raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
     if run.train.reward_target != "reflection":

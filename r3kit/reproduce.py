@@ -58,10 +58,12 @@ def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
               ("03_mine_failures.ipynb", {}, "03_mine_failures"),
               ("04_train.ipynb", {"variant": "r3"}, "04_train-r3"),
               ("02_evaluate.ipynb", {"which": "trained"}, "05_evaluate-trained")]
-    if run.control is not None:
-        steps += [("04_train.ipynb", {"variant": "retry_control"}, "06_train-retry_control"),
-                  ("02_evaluate.ipynb", {"which": "retry_control"}, "07_evaluate-retry_control")]
-    return steps + [("05_figures.ipynb", {}, "08_figures")]
+    for arm, cfg in (("grpo", run.grpo), ("retry_control", run.control)):
+        if cfg is not None:
+            n = len(steps) + (run.student is None)
+            steps += [("04_train.ipynb", {"variant": arm}, f"{n + 1:02d}_train-{arm}"),
+                      ("02_evaluate.ipynb", {"which": arm}, f"{n + 2:02d}_evaluate-{arm}")]
+    return steps + [("05_figures.ipynb", {}, f"{len(steps) + (run.student is None) + 1:02d}_figures")]
 
 
 def environment() -> dict:

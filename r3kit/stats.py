@@ -6,7 +6,8 @@
                               c against Binomial(b + c, 1/2) (scipy.stats.binomtest)
     across_seeds(a, b)        per-seed values of two arms paired by seed: mean difference, its 95% t
                               interval and the two-sided paired t-test p (scipy.stats.ttest_rel), with the
-                              exact sign-flip (Wilcoxon signed-rank) p beside it for small n
+                              Wilcoxon signed-rank p beside it (scipy's "auto": exact without ties, a
+                              permutation test with them); no t p-value when the seeds do not vary
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ def across_seeds(a: list[float], b: list[float]) -> dict[str, Any]:
     mean = sum(diffs) / len(diffs)
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
     out: dict[str, Any] = {"n": len(diffs), "differences": diffs, "mean": mean, "sd": sd}
-    if sd == 0:
-        out.update(ci_low=mean, ci_high=mean, p_t=1.0 if mean == 0 else 0.0, p_wilcoxon=None)
+    nonzero = [d for d in diffs if abs(d) > 1e-12]
+    # scipy's "auto" is exact without ties and a permutation test with them (accuracy differences often tie)
+    out["p_wilcoxon"] = float(wilcoxon(nonzero, alternative="two-sided", method="auto").pvalue) if nonzero else 1.0
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # no spread: a t interval says nothing
+        out.update(ci_low=mean, ci_high=mean, p_t=None)
         return out
     test = ttest_rel(a, b)
     ci = test.confidence_interval(0.95)
-    nonzero = [d for d in diffs if d != 0]
-    p_w = float(wilcoxon(nonzero, alternative="two-sided", method="exact").pvalue) if nonzero else 1.0
-    out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue), p_wilcoxon=p_w)
+    out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue))
     return out
 
 

@@ -1,14 +1,17 @@
 """A study: the arms of a profile trained with several seeds and students, then compared across seeds.
 
 Layout: study_dir/student-<s>/ is an ordinary run folder for student seed s (its student, vanilla
-evaluation and mined failures are shared by every training seed that uses it); training seed t uses
-student students[t % len(students)] and writes train/<arm>-seed<t>/ and eval/<arm>-seed<t>/ there.
+evaluation and mined failures are shared by every training seed that uses it); the i-th training seed
+uses student students[i % len(students)] and writes train/<arm>-seed<t>/ and eval/<arm>-seed<t>/ there.
 So every arm of one seed starts from the same student and the same failures, and arms pair by seed.
 
     run_student(run, s)   one student's whole share of the study (resumable: finished parts are kept)
-    aggregate(run)        per arm: mean and sd over seeds of each test measure; paired by seed, the
-                          difference between arms with its 95% t interval and two-sided p-values
-                          (r3kit.stats.across_seeds); writes study.json and table.md
+    aggregate(run)        per arm: mean and sd over seeds of each test measure (vanilla: over students);
+                          paired by seed, the difference between arms with its 95% t interval and
+                          two-sided p-values (r3kit.stats.across_seeds); within each arm, paired by seed,
+                          what its own reflection adds over the controls on its own failures, and its
+                          retry against vanilla's on the failures both fail first; writes study.json and
+                          table.md
 Every arm's weights are chosen on the validation split (the profile's `select` section); the test
 split only scores the chosen weights (and the last ones, reported beside them).
 """
@@ -109,6 +112,7 @@ def _unit(metrics: dict, which: str) -> dict[str, Any]:
     fixed = m.get("on_vanilla_failures")
     if fixed:
         out["on_vanilla_failures"] = fixed["model"]["accuracy"]
+        out["on_vanilla_failures_vanilla"] = fixed["baseline"]["accuracy"]
         if "both_failed_first" in fixed:
             out["both_failed_first"] = fixed["both_failed_first"]["model"]["accuracy"]
             out["both_failed_first_vanilla"] = fixed["both_failed_first"]["baseline"]["accuracy"]
@@ -121,72 +125,81 @@ def _unit(metrics: dict, which: str) -> dict[str, Any]:
 
 
 def collect(run) -> list[dict[str, Any]]:
-    """One row per (arm or vanilla, training seed) with its test measures, from the saved metrics only."""
+    """One row per evaluated arm and training seed, and one per student for vanilla (seed None), with
+    its test measures, from the saved metrics only."""
     from r3kit.pipeline import evaluation_name
 
     rows = []
-    for seed in run.study.seeds:
-        student = run.study.student_of(seed)
+    for student in run.study.students:
         folder = run.run_dir / f"student-{student}"
         if not (folder / "metrics.json").exists():
             continue
         metrics = read_json(folder / "metrics.json")
         if "vanilla" in metrics:
-            rows.append({"arm": "vanilla", "seed": seed, "student": student, **_unit(metrics, "vanilla")})
-        for arm in run.study.arms:
-            which = evaluation_name(arm, seed)
-            if which in metrics:
+            rows.append({"arm": "vanilla", "seed": None, "student": student, **_unit(metrics, "vanilla")})
+        for seed in run.study.seeds_of(student):
+            for arm in run.study.arms:
+                which = evaluation_name(arm, seed)
+                if which not in metrics:
+                    continue
                 row = {"arm": arm, "seed": seed, "student": student, **_unit(metrics, which)}
                 summary = folder / "train" / which / "summary.json"
                 if summary.exists():
                     row["generated_tokens"] = read_json(summary).get("generated_tokens")
-                if f"{which}-last" in metrics:
-                    row["second_try_last"] = metrics[f"{which}-last"]["second_try"]["accuracy"]
-                    row["first_try_last"] = metrics[f"{which}-last"]["first_try"]["accuracy"]
-                else:
-                    row["second_try_last"], row["first_try_last"] = row.get("second_try"), row.get("first_try")
+                last = metrics.get(f"{which}-last", metrics[which])
+                row["first_try_last"], row["second_try_last"] = last["first_try"]["accuracy"], last["second_try"]["accuracy"]
                 rows.append(row)
     return rows
 
 
 COMPARISONS = (("r3", "vanilla"), ("r3", "grpo"), ("r3", "retry_control"), ("grpo", "vanilla"), ("retry_control", "vanilla"))
-COMPARED = ("first_try", "second_try", "on_vanilla_failures", "both_failed_first")
+COMPARED = ("first_try", "second_try", "second_try_last", "on_vanilla_failures")
 
 
 def aggregate(run) -> dict[str, Any]:
-    """study.json: per-seed rows, per-arm mean/sd, and paired-by-seed differences between arms."""
+    """study.json: per-seed rows, per-arm mean/sd, and paired-by-seed differences between arms and within arms."""
     from r3kit.stats import across_seeds, mean_sd
 
     rows = collect(run)
-    if not rows:
+    trained = [r for r in rows if r["arm"] != "vanilla"]
+    if not trained:
         raise ValueError(f"{run.run_dir} holds no evaluated study runs yet: run the study's students first")
     arms = ["vanilla", *run.study.arms]
     keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
     summary = {arm: {k: mean_sd([r[k] for r in rows if r["arm"] == arm and r.get(k) is not None])
                      for k in keys if any(r["arm"] == arm and r.get(k) is not None for r in rows)}
                for arm in arms if any(r["arm"] == arm for r in rows)}
-    by = {(r["arm"], r["seed"]): r for r in rows}
+    vanilla = {r["student"]: r for r in rows if r["arm"] == "vanilla"}
+    by = {(r["arm"], r["seed"]): r for r in trained}
+    for seed in run.study.seeds:  # vanilla, paired with each seed through that seed's student
+        if run.study.student_of(seed) in vanilla:
+            by[("vanilla", seed)] = vanilla[run.study.student_of(seed)]
+
+    def paired(a_key, b_key, a_arm, b_arm):
+        seeds = [t for t in run.study.seeds if (a_arm, t) in by and (b_arm, t) in by
+                 and by[(a_arm, t)].get(a_key) is not None and by[(b_arm, t)].get(b_key) is not None]
+        if len(seeds) < 2:
+            return None
+        return {"seeds": seeds, **across_seeds([by[(a_arm, t)][a_key] for t in seeds], [by[(b_arm, t)][b_key] for t in seeds])}
+
     differences = {}
     for a, b in COMPARISONS:
-        seeds = [t for t in run.study.seeds if (a, t) in by and (b, t) in by]
-        if len(seeds) < 2:
-            continue
         for k in COMPARED:
-            if all(by[(a, t)].get(k) is not None and by[(b, t)].get(k) is not None for t in seeds):
-                differences[f"{a} - {b}: {k}"] = {"seeds": seeds, **across_seeds(
-                    [by[(a, t)][k] for t in seeds], [by[(b, t)][k] for t in seeds])}
-    own = {}
+            if (d := paired(k, k if b != "vanilla" or k != "second_try_last" else "second_try", a, b)) is not None:
+                differences[f"{a} - {b}: {k}"] = d
+    within = {}
     for arm in arms:
-        seeds = [t for t in run.study.seeds if (arm, t) in by and by[(arm, t)].get("own_failures_reflection") is not None]
-        if len(seeds) >= 2:
-            for control in ("no_reflection", "generic_reflection"):
-                own[f"{arm}: reflection - {control}"] = {"seeds": seeds, **across_seeds(
-                    [by[(arm, t)]["own_failures_reflection"] for t in seeds],
-                    [by[(arm, t)][f"own_failures_{control}"] for t in seeds])}
-    complete = sorted({r["seed"] for r in rows if r["arm"] != "vanilla"})
+        for control in ("no_reflection", "generic_reflection"):
+            if (d := paired("own_failures_reflection", f"own_failures_{control}", arm, arm)) is not None:
+                within[f"{arm}: own reflection - {control}, on its own failures"] = d
+        if (d := paired("on_vanilla_failures", "on_vanilla_failures_vanilla", arm, arm)) is not None:
+            within[f"{arm} - vanilla: retry on vanilla's failed attempts"] = d
+        if (d := paired("both_failed_first", "both_failed_first_vanilla", arm, arm)) is not None:
+            within[f"{arm} - vanilla: retry on vanilla's failures that {arm} also fails first"] = d
     study = {"profile": run.profile, "seeds": list(run.study.seeds), "students": list(run.study.students),
-             "seeds_evaluated": complete, "selection": "validation split" if run.select else "last weights",
-             "rows": rows, "summary": summary, "differences": differences, "own_failures": own}
+             "seeds_evaluated": sorted({r["seed"] for r in trained}),
+             "selection": "validation split" if run.select else "last weights",
+             "rows": rows, "summary": summary, "differences": differences, "within_arms": within}
     write_json(run.run_dir / "study.json", study)
     (run.run_dir / "table.md").write_text(table_markdown(study))
     return study
@@ -201,8 +214,8 @@ def _pct(entry: dict) -> str:
 
 def table_markdown(study: dict) -> str:
     n = len(study["seeds_evaluated"])
-    lines = [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students); weights chosen "
-             f"on the {study['selection']}", "",
+    lines = [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students; vanilla: over the "
+             f"students); weights chosen on the {study['selection']}", "",
              "| arm | " + " | ".join(MEASURES.values()) + " | retry copies reflection | tokens generated in training |",
              "|---" * (len(MEASURES) + 3) + "|"]
     for arm, entry in study["summary"].items():
@@ -214,10 +227,10 @@ def table_markdown(study: dict) -> str:
     lines += ["", "Differences, paired by training seed (percentage points): mean [95% t interval], two-sided paired "
               "t-test p, exact Wilcoxon signed-rank p", "", "| comparison | mean | 95% interval | p (t) | p (Wilcoxon) |",
               "|---|---|---|---|---|"]
-    for name, d in {**study["differences"], **study["own_failures"]}.items():
-        pw = "—" if d.get("p_wilcoxon") is None else f"{d['p_wilcoxon']:.2g}"
+    for name, d in {**study["differences"], **study["within_arms"]}.items():
+        pt = "—" if d.get("p_t") is None else f"{d['p_t']:.2g}"
         lines.append(f"| {name} | {100 * d['mean']:+.1f} | [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | "
-                     f"{d['p_t']:.2g} | {pw} |")
+                     f"{pt} | {d['p_wilcoxon']:.2g} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@ Columns: step, reward (mean over the step's rollouts), retry_success (the verifi
 retries; equal to reward because the reward is that verdict), frac_zero_std (groups whose G rewards are
 all equal, which carry no GRPO signal), reflection_tokens, retry_tokens, completion_tokens (the trained
 turn), kl, entropy, loss, grad_norm, learning_rate, step_time (seconds), rollout_seconds (the part of
-the step spent generating reflections and retries), tokens_per_second (generation).
+the step spent generating reflections and retries), tokens_per_second (generation), generated_tokens
+(every token the step's rollout generated, trained or not).
 On resume, rows after the checkpoint's step are dropped first, so the file never holds a step twice.
 """
 
@@ -21,6 +22,7 @@ COLUMNS = {
     "retry_tokens": "r3/retry_tokens", "completion_tokens": "completions/mean_length", "kl": "kl",
     "entropy": "entropy", "loss": "loss", "grad_norm": "grad_norm", "learning_rate": "learning_rate",
     "step_time": "step_time", "rollout_seconds": "r3/rollout_seconds", "tokens_per_second": "r3/tokens_per_second",
+    "generated_tokens": "r3/step_generated_tokens",
 }
 
 

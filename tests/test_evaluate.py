@@ -139,8 +139,9 @@ def test_own_failures_pair_the_reflection_with_each_control_on_the_same_failed_a
 def test_copy_rate_counts_retries_whose_answer_stands_in_the_reflection():
     task = get_task("countdown", style="compact")
 
-    def episode(reflection, retry):
-        return {"second": {"reflection": {"messages": [{"role": "user", "content": "wrong. reflect"},
+    def episode(reflection, retry, attempt="<answer>1+2</answer>"):
+        return {"first": {"messages": [{"role": "user", "content": "p"}, {"role": "assistant", "content": attempt}]},
+                "second": {"reflection": {"messages": [{"role": "user", "content": "wrong. reflect"},
                                                        {"role": "assistant", "content": reflection},
                                                        {"role": "user", "content": "retry"},
                                                        {"role": "assistant", "content": retry}]}}}
@@ -148,6 +149,8 @@ def test_copy_rate_counts_retries_whose_answer_stands_in_the_reflection():
     rows = [episode("49-37=12,12*5=60 so (49-37)*5", "<answer>(49-37) * 5</answer>"),  # copied (spaces aside)
             episode("49-37=12,12*5=60 so (49-37)*5", "<answer>(49+37)-5</answer>"),  # a new answer
             episode("think", "no tag at all"),  # no answer: not counted
-            {"second": {}}]  # solved at first: no reflection
-    assert copied(task, rows) == proportion(1, 2)
+            # the reflection quotes the failed attempt to check it; repeating that attempt is not copying
+            episode("(49+37)-5=81 not 60. 49-37=12 so (49-37)*5", "<answer>(49+37)-5</answer>", "<answer>(49+37)-5</answer>"),
+            {"first": {}, "second": {}}]  # solved at first: no reflection
+    assert copied(task, rows) == proportion(1, 3)
     assert copied(get_task("function_calling"), rows) is None  # a task without `answer` has no copy measure

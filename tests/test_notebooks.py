@@ -181,3 +181,11 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     for name in ("study_seeds.png", "study_differences.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert "r3 - grpo: second_try" in study["differences"]
+
+
+def test_reproduce_plan_runs_every_arm_a_profile_defines():
+    names = [name for _, _, name in plan(resolve("cpu-demo", overrides={"grpo": {"reward_target": "attempt",
+                                                                                  "attempt_tokens": 56}}))]
+    assert names == ["01_make_student", "02_evaluate-vanilla", "03_mine_failures", "04_train-r3", "05_evaluate-trained",
+                     "06_train-grpo", "07_evaluate-grpo", "08_train-retry_control", "09_evaluate-retry_control",
+                     "10_figures"]

@@ -26,12 +26,21 @@ def test_selection_config_names_bad_values():
         SelectionConfig(n_examples=0).validate()
 
 
-def test_a_saved_choice_is_reused_with_integer_steps(tmp_path):
+def test_a_saved_choice_is_reused_with_integer_steps_only_for_the_same_settings_and_training(tmp_path):
+    import dataclasses
+
     run = resolve("smoke-study", tmp_path)
     folder = tmp_path / "train" / "r3-seed1"
-    folder.mkdir(parents=True)
-    saved = {"split": "validation", "n": 8, "metric": "second_try", "scores": {1: 0.5, 2: 0.25}, "selected": 1,
-             "selected_path": "x", "last": 2}
+    with pytest.raises(ValueError, match="has not finished"):
+        select_stage(run, "r3-seed1")
+    (folder / "model").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint-1").mkdir(parents=True)  # empty: loading it would fail
+    (folder / "summary.json").write_text(json.dumps({"steps": 2}))
+    saved = {"split": "validation", "n": 8, "metric": "second_try", "settings": dataclasses.asdict(run.select),
+             "scores": {1: 0.5, 2: 0.25}, "selected": 1, "last": 2}
     (folder / "selection.json").write_text(json.dumps(saved))
     again = select_stage(run, "r3-seed1")  # no model is loaded: the choice stands
     assert again["scores"] == {1: 0.5, 2: 0.25} and again["scores"][again["selected"]] == 0.5
+    other = resolve("smoke-study", tmp_path, overrides={"select": {"metric": "first_try"}})
+    with pytest.raises(ValueError, match="no trained weights in .*checkpoint-1"):  # other settings: chosen again
+        select_stage(other, "r3-seed1")

@@ -45,3 +45,11 @@ def test_across_seeds_is_a_paired_t_interval_with_a_wilcoxon_beside_it():
     with pytest.raises(ValueError, match="at least 2"):
         across_seeds([0.1], [0.2])
     assert mean_sd([1.0, 3.0]) == {"mean": 2.0, "sd": math.sqrt(2), "n": 2, "min": 1.0, "max": 3.0}
+
+
+def test_seeds_without_spread_get_no_t_p_value_but_a_wilcoxon_one():
+    d = across_seeds([0.3, 0.3, 0.3], [0.2, 0.2, 0.2])
+    assert d["p_t"] is None and d["ci_low"] == d["ci_high"] == pytest.approx(0.1)
+    assert d["p_wilcoxon"] == pytest.approx(0.25)  # 3 of 3 positive: 2 / 2**3
+    tiny_spread = across_seeds([0.3, 0.31, 0.3], [0.2, 0.21, 0.2])  # float noise is no spread
+    assert tiny_spread["p_t"] is None

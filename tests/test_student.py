@@ -125,3 +125,17 @@ def test_check_style_reflections_check_the_failed_attempt_then_fix_it():
     assert kept_first_step > 0  # where a solution keeps the attempt's first step, the fix builds on it
     with pytest.raises(ValueError, match="reflection_style"):
         StudentConfig(reflection_style="poetry").validate()
+
+
+def test_the_fresh_style_draws_in_the_order_the_cpu_demo_student_was_always_trained_with():
+    # golden output of the code before reflection_style existed (commit 6a2b4d7), seed 5: a change in the order of
+    # random draws would change every cpu-demo student
+    problems = list(iter_problems(8, seed=9, num_counts=(3,), max_num=50, max_target=100))
+    kinds = ["solve", "reflect", "no_reflect", "generic"]
+    rng = random.Random(5)
+    last = [conversation(p, kinds[i % 4], rng, True)[-1][1] for i, p in enumerate(problems)]
+    assert last == ['40*18=720,720/24=30 so <answer>(40*18)/24</answer>', '<answer>(44+22)+1</answer>',
+                    '22*6=132,132-39=93 so <answer>(22*6)-39</answer>', '<answer>(25+47)-11</answer>',
+                    '16-11=5,11-5=6 so <answer>11-(16-11)</answer>', '<answer>33-(38-9)</answer>',
+                    '48-19=29,29-7=22 so <answer>(48-19)-7</answer>', '<answer>(47+27)-6</answer>']
+    assert rng.random() == 0.9783414907096316

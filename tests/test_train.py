@@ -12,7 +12,7 @@ from r3kit.models import ModelConfig, attach_lora, load_model
 from r3kit.prompts import get_prompts
 from r3kit.tasks import get_task
 from r3kit.tasks.countdown import CountdownTask
-from r3kit.train import TrainConfig, build_trainer, check_failures, train
+from r3kit.train import TrainConfig, build_trainer, check_failures, generated_tokens, train
 
 TASK = get_task("countdown", style="compact")
 COMPACT = get_prompts("countdown", "compact")
@@ -214,17 +214,20 @@ def test_plain_grpo_arm_trains_fresh_first_attempts_rewarded_by_their_own_verdic
         assert values == [1.0 if int(text[8]) % 2 == 0 else 0.0 for text in judged]
         prompts = [tokenizer.decode(ids[m.bool()]) for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
         assert all("<answer>1</answer>" not in p and TASK.prompts.reflection_request not in p for p in prompts)
-    assert trainer.r3kit_log["generated_tokens"] == sum(g.stats.tokens for g in calls) > 0
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(float(r["generated_tokens"])) for r in rows] == [g.stats.tokens for g in calls]  # one rollout a step
+    assert generated_tokens(tmp_path / "log.csv") == sum(g.stats.tokens for g in calls) > 0
 
 
 def test_fair_control_shares_one_greedy_reflection_per_group_and_trains_the_retries(lora_model, tmp_path):
     model, tokenizer = lora_model
     task = EvenRetry(prompts=COMPACT)
-    samplings, count = [], {"n": 0}
+    samplings, count, reflected = [], {"n": 0}, {"n": 0}
 
     def script(conversation):
         if conversation[-1]["content"] == TASK.prompts.reflection_request:
-            return f"r{conversation[0]['content'].split('= ')[-1]}"  # one reflection per problem
+            reflected["n"] += 1  # every reflection generated is a new text: shared ones are repeats of one call
+            return f"r{reflected['n']}"
         count["n"] += 1
         return f"<answer>{count['n'] % 3}</answer>"  # retries differ within a group
 
@@ -240,10 +243,11 @@ def test_fair_control_shares_one_greedy_reflection_per_group_and_trains_the_retr
     seen, rewards = capture(trainer)
     trainer.train()
     # per rollout: one greedy reflection per problem (B = 2), then B * G = 8 sampled retries
-    assert samplings[:2] == [(2, 0.0, True), (8, 1.0, False)]
+    assert samplings == [(2, 0.0, True), (8, 1.0, False)] * CFG.steps
     for batch, (reflections, judged, values) in zip(seen, rewards):
         for g in range(0, 8, 4):
-            assert len(set(reflections[g : g + 4])) == 1  # a group shares its reflection
+            assert len(set(reflections[g : g + 4])) == 1  # a group shares its reflection ...
+        assert reflections[0] != reflections[4]  # ... and each group has its own
         assert len(set(judged)) > 1
         assert trained_texts(batch, tokenizer) == [f"{text}<|im_end|>" for text in judged]
         assert values == [1.0 if int(text[8]) % 2 == 0 else 0.0 for text in judged]
