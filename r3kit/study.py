@@ -188,7 +188,13 @@ def aggregate(run) -> dict[str, Any]:
             if (d := paired(k, k if b != "vanilla" or k != "second_try_last" else "second_try", a, b)) is not None:
                 differences[f"{a} - {b}: {k}"] = d
     within = {}
-    for arm in arms:
+    students = sorted(vanilla)
+    for control in ("no_reflection", "generic_reflection"):  # vanilla: one value per student, not per seed
+        if len(students) >= 2 and all(vanilla[s].get(f"own_failures_{control}") is not None for s in students):
+            within[f"vanilla: own reflection - {control}, on its own failures (paired by student)"] = {
+                "students": students, **across_seeds([vanilla[s]["own_failures_reflection"] for s in students],
+                                                     [vanilla[s][f"own_failures_{control}"] for s in students])}
+    for arm in arms[1:]:
         for control in ("no_reflection", "generic_reflection"):
             if (d := paired("own_failures_reflection", f"own_failures_{control}", arm, arm)) is not None:
                 within[f"{arm}: own reflection - {control}, on its own failures"] = d
@@ -225,7 +231,7 @@ def table_markdown(study: dict) -> str:
         cells += [copy, f"{sum(tokens) / len(tokens) / 1e6:.2f} M" if tokens else "—"]
         lines.append(f"| {LABELS.get(arm, arm)} | " + " | ".join(cells) + " |")
     lines += ["", "Differences, paired by training seed (percentage points): mean [95% t interval], two-sided paired "
-              "t-test p, exact Wilcoxon signed-rank p", "", "| comparison | mean | 95% interval | p (t) | p (Wilcoxon) |",
+              "t-test p, Wilcoxon signed-rank p (two-sided; with n pairs it cannot go below 2 / 2^n)", "", "| comparison | mean | 95% interval | p (t) | p (Wilcoxon) |",
               "|---|---|---|---|---|"]
     for name, d in {**study["differences"], **study["within_arms"]}.items():
         pt = "—" if d.get("p_t") is None else f"{d['p_t']:.2g}"
