@@ -153,8 +153,9 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     assert [e["status"] for e in manifest["notebooks"]] == ["ok"] * 3
     study = json.loads((run_dir / "study.json").read_text())
     assert study["seeds_evaluated"] == [0, 1, 2] and study["selection"] == "validation split"
-    assert sorted((r["arm"], r["seed"]) for r in study["rows"]) == sorted(
-        [(arm, seed) for arm in ("vanilla", "r3", "grpo", "retry_control") for seed in (0, 1, 2)])
+    assert sorted((r["arm"], str(r["seed"]), r["student"]) for r in study["rows"]) == sorted(
+        [(arm, str(seed), run.study.student_of(seed)) for arm in ("r3", "grpo", "retry_control") for seed in (0, 1, 2)]
+        + [("vanilla", "None", student) for student in (0, 1)])  # vanilla once per student
     for seed in (0, 1, 2):
         folder = run_dir / f"student-{run.study.student_of(seed)}"
         metrics = json.loads((folder / "metrics.json").read_text())
