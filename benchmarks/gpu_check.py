@@ -9,7 +9,10 @@ recorded even when it fails:
      checkpointing, and a sampled group of 8 identical prompts (must not be 8 copies of one sample);
   2. the cpu-demo pipeline on the student with LoRA and the card's precision: vanilla evaluation,
      failure mining, 3 R3 GRPO steps through Unsloth's patched trainer (per-step reward spread inside the
-     groups, read from TRL's log), the saved adapter evaluated.
+     groups, read from TRL's log), the saved adapter evaluated;
+  3. the two control arms at the same budget through the same trainer: plain GRPO on first attempts
+     (reward_target "attempt") and the fair retry-reward control (one greedy reflection shared per group);
+     every arm's checkpoints scored on the validation split, the chosen and the last weights on test.
 Generation is transformers' (fast_inference off), so it needs no vLLM; the vLLM path is what the profiles'
 `fast_inference` adds on top.
 """
@@ -67,11 +70,13 @@ def main(run_dir: str, out_json: str) -> int:
 
     run = resolve("cpu-demo", run_dir, {
         "model": {"dtype": "auto"},
-        "data": {"n_train": 2000},
+        "data": {"n_train": 2000, "n_validation": 200},
         "evaluate": {"n_examples": 500},
         "mine": {"chunk_size": 2000},
         "train": {"steps": 3, "finetune": "lora", "problems_per_step": 16, "group_size": 8, "micro_batch_size": 32,
-                  "learning_rate": 1e-4, "lora_r": 16, "lora_alpha": 32, "save_steps": 3},
+                  "learning_rate": 1e-4, "lora_r": 16, "lora_alpha": 32, "save_steps": 1},
+        "grpo": {"reward_target": "attempt", "attempt_tokens": 56},
+        "select": {"metric": "second_try", "n_examples": 200},
     })
 
     def evaluate(which):
@@ -85,22 +90,34 @@ def main(run_dir: str, out_json: str) -> int:
 
         return mine_stage(run)
 
-    def train():
-        from r3kit.pipeline import train_stage
+    def train(arm):
+        from r3kit.pipeline import train_stage, variant_name
 
-        summary = train_stage(run, "r3")
-        state = json.loads((run.run_dir / "train" / "r3" / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+        summary = train_stage(run, arm)
+        folder = run.run_dir / "train" / variant_name(arm) / "checkpoints" / "checkpoint-3"
+        state = json.loads((folder / "trainer_state.json").read_text())
         keys = ("step", "reward", "reward_std", "frac_reward_zero_std", "step_time", "r3/rollout_seconds", "loss",
                 "grad_norm", "completions/mean_length")
         summary["steps_logged"] = [{k: row.get(k) for k in keys} for row in state["log_history"] if "reward" in row]
         return summary
 
+    def selection(which):
+        from r3kit.pipeline import select_stage
+
+        chosen = select_stage(run, which)
+        return {k: chosen[k] for k in ("split", "n", "scores", "selected", "last")}
+
     record("environment", environment)
     record("tiny_random_qwen2", tiny_random_qwen2)
     record("evaluate_vanilla", lambda: evaluate("vanilla"))
     record("mine", mine)
-    record("train_r3_3_steps", train)
+    record("train_r3_3_steps", lambda: train("r3"))
+    record("select_r3_on_validation", lambda: selection("trained"))
     record("evaluate_trained_adapter", lambda: evaluate("trained"))
+    for arm, which in (("grpo", "grpo"), ("retry_control", "retry_control")):
+        record(f"train_{arm}_3_steps", lambda arm=arm: train(arm))
+        record(f"select_{arm}_on_validation", lambda which=which: selection(which))
+        record(f"evaluate_{arm}", lambda which=which: evaluate(which))
     failed = [name for name, part in report["parts"].items() if not part["ok"]]
     print("failed parts:", failed or "none")
     return 1 if failed else 0
