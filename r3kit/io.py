@@ -1,5 +1,11 @@
 """Small file helpers. Every write goes to a temporary file first and is renamed into place, so a crash
-never leaves a half-written file where a finished one was."""
+never leaves a half-written file where a finished one was.
+
+Records hold no machine's absolute path: `portable` rewrites a path inside the checkout relative to the
+checkout ("results/cpu-demo/student") and one under the home folder as "~/...", so a run folder reads the
+same on every machine. JSON written here goes through it; a path the user chose elsewhere (a Drive folder,
+say) stays as given.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,52 @@ def _atomic_write(path: str | Path, text: str) -> Path:
     return path
 
 
+def checkout_root() -> Path:
+    """The checkout holding this package (where results/ and notebooks/ live), else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def portable(value: Any) -> Any:
+    """`value` with every absolute path (a Path, or text that is one) inside the checkout made relative to it
+    and one under the home folder written as ~/...; containers are walked, everything else is unchanged."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, Path) or (isinstance(value, str) and value.startswith(os.sep) and "\n" not in value):
+        path = Path(value)
+        for base, shown in ((checkout_root(), None), (Path.home(), "~")):
+            try:
+                rel = path.relative_to(base)
+            except ValueError:
+                continue
+            if base == Path(os.sep):
+                break
+            return str(Path(shown, rel)) if shown else (str(rel) or ".")
+        return str(value)
+    return value
+
+
 def write_json(path: str | Path, data: Any) -> Path:
-    return _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n")
+    return _atomic_write(path, json.dumps(portable(data), indent=2, default=str) + "\n")
+
+
+MODEL_FOLDERS = {"student", "model", "adapter", "checkpoints", "live_lora", "dataset", "chunks", "trackio"}
+
+
+def make_portable(folder: str | Path) -> list[Path]:
+    """Rewrite the kit's JSON records under `folder` (not model, checkpoint or dataset folders) through
+    `portable`, e.g. a run folder made by an older version or on another machine; returns the files changed."""
+    changed = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        if MODEL_FOLDERS & set(path.relative_to(folder).parts[:-1]):
+            continue
+        data = read_json(path)
+        if portable(data) != data:
+            write_json(path, data)
+            changed.append(path)
+    return changed
 
 
 def read_json(path: str | Path) -> Any:

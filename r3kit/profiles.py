@@ -26,6 +26,7 @@ from typing import Any
 from r3kit.data import DataConfig
 from r3kit.evaluate import EvalConfig
 from r3kit.gpu_profiles import NOT_FITTING, gpu_profiles
+from r3kit.io import checkout_root
 from r3kit.mining import MiningConfig
 from r3kit.models import ModelConfig
 from r3kit.selection import SelectionConfig
@@ -151,8 +152,7 @@ class RunConfig:
 
 def project_root() -> Path:
     """The checkout holding this package (where results/ and notebooks/ live), else the working directory."""
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
+    return checkout_root()
 
 
 def profile_names() -> list[str]:
