@@ -8,6 +8,9 @@
     training_curves.png       per step: retry success (reward), groups with no signal, reflection length, KL
     reflection_length.png     reflection length (tokens) on the test set before and after training
     accuracy_by_difficulty.png  first and second try by difficulty bucket (e.g. 3 vs 4 numbers)
+
+Figures are drawn with matplotlib's object API (a Figure, never pyplot's global state or a backend switch), so
+importing this module leaves a notebook's inline plotting as it was; each function saves a PNG and returns its path.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ import csv
 import textwrap
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from r3kit.io import read_json, read_jsonl  # noqa: E402
+from r3kit.io import read_json, read_jsonl
 
 COLUMNS = [("first_try", "1st try"), ("second_try", "2nd try (own reflection)"),
            ("retry_no_reflection", "2nd try, no reflection"), ("retry_generic_reflection", "2nd try, generic reflection")]
@@ -97,7 +98,7 @@ def fixed_failures(run_dir: Path, out: Path) -> Path | None:
     if not fixed:
         return None
     bars = [("vanilla", fixed[0][2]["baseline"], None)] + [(label, e["model"], e["paired"]["p_value"]) for _, label, e in fixed]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     for i, (_, entry, p) in enumerate(bars):
         y = 100 * entry["accuracy"]
         ax.bar(i, y, 0.6, yerr=[[y - 100 * entry["ci_low"]], [100 * entry["ci_high"] - y]], capsize=4,
@@ -116,7 +117,7 @@ def fixed_failures(run_dir: Path, out: Path) -> Path | None:
 def table_png(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
     rows = [(label, [_cell(metrics[key].get(c)) for c, _ in COLUMNS]) for key, label in _models(metrics)]
-    fig, ax = plt.subplots(figsize=(12, 0.6 + 0.5 * len(rows)))
+    fig, ax = _subplots(figsize=(12, 0.6 + 0.5 * len(rows)))
     ax.axis("off")
     table = ax.table(cellText=[cells for _, cells in rows], rowLabels=[label for label, _ in rows],
                      colLabels=[label for _, label in COLUMNS], loc="center", cellLoc="center")
@@ -130,7 +131,7 @@ def table_png(run_dir: Path, out: Path) -> Path:
 def accuracy_bars(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
     models = _models(metrics)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = _subplots(figsize=(9, 4.5))
     width = 0.8 / len(COLUMNS)
     for j, ((column, label), colour) in enumerate(zip(COLUMNS, COLOURS)):
         xs, ys, low, high = [], [], [], []
@@ -164,28 +165,38 @@ CURVES = {"r3": ("R3 (reward on reflection)", "C0"), "retry_control": ("control 
           "grpo": ("plain GRPO (reward on first attempt)", "C2")}
 
 
-def training_curves(run_dir: Path, out: Path) -> Path | None:
-    logs = {v: _log(run_dir / "train" / v / "log.csv") for v in ("r3", "grpo", "retry_control") if (run_dir / "train" / v / "log.csv").exists()}
-    if not logs:
-        return None
+ARM_VARIANT = {"reflection": "r3", "attempt": "grpo", "retry": "retry_control"}  # TrainConfig.reward_target -> CURVES
+
+
+def curves_figure(logs: dict[str, list[dict]], title: str = "") -> Figure:
+    """Per step, one line per variant (keys of CURVES; rows as log.csv holds them): retry success (reward),
+    groups with no signal, reflection length, and KL (or entropy when beta = 0)."""
     has_kl = any(r.get("kl") not in ("", None) for rows in logs.values() for r in rows)
     last = ("kl", "KL to the starting model") if has_kl else ("entropy", "entropy of the trained turn (beta = 0: no KL)")
-    panels = [("reward", "retry success (reward)"), ("frac_zero_std", "groups with no signal"),
+    panels = [("reward", "success of the rewarded turn (reward)"), ("frac_zero_std", "groups with no signal"),
               ("reflection_tokens", "reflection length (tokens)"), last]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for (column, title), ax in zip(panels, axes):
+    fig, axes = _subplots(1, 4, figsize=(16, 3.6))
+    for (column, panel), ax in zip(panels, axes):
         for variant, rows in logs.items():
             kept = [r for r in rows if r.get(column) not in ("", None)]
             steps, values = [int(r["step"]) for r in kept], [float(r[column]) for r in kept]
             label, colour = CURVES[variant]
             ax.plot(steps, values, alpha=0.25, color=colour)
             ax.plot(steps, _smooth(values), label=label, color=colour)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(panel, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Training on mined failures (thin: per step; thick: 10-step mean)", fontsize=10)
-    return _save(fig, out)
+    fig.suptitle(title or "Training on mined failures (thin: per step; thick: 10-step mean)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(run_dir: Path, out: Path) -> Path | None:
+    logs = {v: _log(run_dir / "train" / v / "log.csv") for v in ("r3", "grpo", "retry_control") if (run_dir / "train" / v / "log.csv").exists()}
+    if not logs:
+        return None
+    return _save(curves_figure(logs), out)
 
 
 def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
@@ -198,7 +209,7 @@ def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
                 series[label] = lengths
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     top = max(max(v) for v in series.values())
     bins = range(0, top + 2)
     for label, lengths in series.items():
@@ -214,7 +225,7 @@ def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
     models = _models(metrics)
     buckets = sorted({b for key, _ in models for b in metrics[key]["by_difficulty"]})
-    fig, axes = plt.subplots(1, len(buckets), figsize=(4.5 * len(buckets), 4), squeeze=False)
+    fig, axes = _subplots(1, len(buckets), figsize=(4.5 * len(buckets), 4), squeeze=False)
     for ax, bucket in zip(axes[0], buckets):
         for j, (column, label) in enumerate([("first_try", "1st try"), ("second_try", "2nd try")]):
             ys = [100 * metrics[key]["by_difficulty"].get(bucket, {}).get(column, {"accuracy": 0})["accuracy"] for key, _ in models]
@@ -242,7 +253,7 @@ def study_seeds(study: dict, out: Path) -> Path | None:
     panels = [(k, t) for k, t in STUDY_PANELS if any(r.get(k) is not None for r in rows)]
     if not arms or not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    fig, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
     markers = "os^Dv"
     students = sorted({r["student"] for r in rows})
     for ax, (key, title) in zip(axes[0], panels):
@@ -261,7 +272,7 @@ def study_seeds(study: dict, out: Path) -> Path | None:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
-    handles = [plt.Line2D([], [], marker=markers[k % len(markers)], linestyle="", color="grey", label=f"student {s}")
+    handles = [Line2D([], [], marker=markers[k % len(markers)], linestyle="", color="grey", label=f"student {s}")
                for k, s in enumerate(students)]
     axes[0][0].legend(handles=handles, fontsize=8, loc="best")
     fig.suptitle(f"Each dot is one training seed ({len(study['seeds_evaluated'])} seeds, {len(students)} students); "
@@ -274,7 +285,7 @@ def study_differences(study: dict, out: Path) -> Path | None:
     items = [(name, d) for name, d in {**study["differences"], **study["within_arms"]}.items()]
     if not items:
         return None
-    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.32 * len(items)))
+    fig, ax = _subplots(figsize=(9, 0.8 + 0.32 * len(items)))
     for i, (_, d) in enumerate(items):
         y = len(items) - 1 - i
         ax.plot([100 * d["ci_low"], 100 * d["ci_high"]], [y, y], color="C0" if d["ci_low"] > 0 or d["ci_high"] < 0 else "grey")
@@ -288,11 +299,16 @@ def study_differences(study: dict, out: Path) -> Path | None:
     return _save(fig, out)
 
 
+def _subplots(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), **kwargs):
+    """pyplot.subplots without pyplot: a free-standing Figure (nothing registered, nothing to close)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def _save(fig, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 
