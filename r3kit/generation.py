@@ -29,9 +29,8 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
-
 from r3kit.models import for_inference, for_training, torch
+from r3kit.notebook import progress as tqdm
 
 Message = dict[str, str]
 

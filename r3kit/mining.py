@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from r3kit.generation import Sampling, make_generator
 from r3kit.io import read_json, read_jsonl, write_json, write_jsonl
+from r3kit.notebook import progress as tqdm
 
 
 @dataclass

