@@ -20,6 +20,14 @@ from r3kit.prompts import Prompts, get_prompts
 Message = dict[str, str]
 
 
+def mask_particulars(reason: str) -> str:
+    import re
+
+    reason = re.sub(r"\[[^\]]*\]", "[..]", str(reason))
+    reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'..'", reason)
+    return re.sub(r"-?\d+(\.\d+)?", "N", reason)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A binary verdict and a short human-readable reason ("correct", "no <answer> tag", ...)."""
@@ -54,6 +62,11 @@ class Task:
         missing = [c for c in self.columns if c not in example]
         if missing:
             raise ValueError(f"{self.name} example is missing column(s) {missing}; it has {sorted(example)}")
+
+    def reason_category(self, reason: str) -> str:
+        """The verifier's reason with its particulars masked (numbers -> N, [lists] -> [..], 'quotes' -> '..'),
+        so reasons can be counted by kind; a task may group them its own way."""
+        return mask_particulars(reason)
 
     def difficulty(self, example: dict) -> str:
         """A coarse bucket label used to break accuracy down by difficulty."""

@@ -150,6 +150,11 @@ class FunctionCallingTask(Task):
             parts.append("unexpected call(s) " + ", ".join(sorted(extra.elements())))
         return Verdict(False, "; ".join(parts))
 
+    def reason_category(self, reason: str) -> str:
+        """wrong arguments / missing call / unexpected call (the tool names dropped), or the parse error masked."""
+        kinds = [kind for kind in ("wrong arguments", "missing call(s)", "unexpected call(s)") if kind in reason]
+        return "; ".join(kinds) if kinds else super().reason_category(reason)
+
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
         for column in ("tools", "answers"):
