@@ -2,39 +2,67 @@
 
 Order (a study profile: 06 once per student, then 07):
 [01 make student] -> 02 evaluate vanilla -> 03 mine failures -> 04 train R3 -> 02 evaluate trained
--> [04 train retry-reward control -> 02 evaluate control] -> 05 figures. Each notebook gets the same
-parameters (profile, run_dir, overrides) plus its own (which model to evaluate, which variant to train).
+-> [04 train plain GRPO -> 02 evaluate it] -> [04 train retry-reward control -> 02 evaluate control] -> 05 figures
+-> 08 explore transcripts. Each notebook gets the same parameters (profile, run_dir, overrides) plus its own
+(which model to evaluate, which variant to train).
 The profile is resolved and validated before the first notebook starts. By default the run folder's
 earlier outputs are removed first, so every file is regenerated; `resume=True` keeps them, and mining
 and training then continue from their last chunk and checkpoint. manifest.json (profile, resolved
 parameters, package versions, git commit, machine, seconds per notebook) is rewritten after each
 notebook, so a failed run still says what ran. A failing notebook stops the run with its name, the
 failing cell and the error; what earlier notebooks wrote stays.
+Records hold no machine's absolute path (io.portable): papermill is given paths relative to the working
+directory and run_dir "" for the profile's default folder, and a resumed run first rewrites the older
+records of its folder the same way (io.make_portable). Trackio's database goes to <run folder>/trackio
+(`TRACKIO_DIR=results/<profile>/trackio trackio show --project r3kit`). Kernels talk over encrypted sockets
+where pyzmq supports it, so they do not warn about plain TCP.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from r3kit.io import write_json
+from r3kit.io import make_portable, write_json
 from r3kit.profiles import RunConfig, project_root, resolve
 
 STAGE_OUTPUTS = ("student", "eval", "failures", "train", "figures", "notebooks", "metrics.json", "stages.json",
-                 "student.json", "manifest.json", "study.json", "table.md")
+                 "student.json", "manifest.json", "study.json", "table.md", "trackio")
 PACKAGES = ("r3kit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
             "papermill", "matplotlib")
 
 
 class NotebookFailed(RuntimeError):
     pass
+
+
+def _kernel_config():
+    """The kernel's messages encrypted (CurveZMQ) where pyzmq has it: jupyter_client's default leaves them
+    plain, and every kernel then warns "running over TCP without encryption"."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+@contextmanager
+def _environment(**defaults):
+    """Set environment variables the user has not set, for the kernels started inside."""
+    added = {k: v for k, v in defaults.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def default_notebooks() -> Path:
@@ -63,7 +91,8 @@ def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
             n = len(steps) + (run.student is None)
             steps += [("04_train.ipynb", {"variant": arm}, f"{n + 1:02d}_train-{arm}"),
                       ("02_evaluate.ipynb", {"which": arm}, f"{n + 2:02d}_evaluate-{arm}")]
-    return steps + [("05_figures.ipynb", {}, f"{len(steps) + (run.student is None) + 1:02d}_figures")]
+    n = len(steps) + (run.student is None)
+    return steps + [("05_figures.ipynb", {}, f"{n + 1:02d}_figures"), ("08_explore.ipynb", {}, f"{n + 2:02d}_explore")]
 
 
 def environment() -> dict:
@@ -84,11 +113,18 @@ def environment() -> dict:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    import os
 
     machine = {"platform": platform.platform(), "python": platform.python_version(), "processor": platform.machine(),
                "cpus": os.cpu_count(), "gpu": gpu}
     return {"versions": versions, "git_commit": commit, "git_dirty": dirty, "machine": machine}
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when inside it (papermill records the paths it is given)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def reproduce(profile: str, out: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
@@ -103,7 +139,9 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     if missing:
         raise ValueError(f"notebooks not found in {notebooks_dir}: {missing}")
     run_dir = run.run_dir.resolve()
-    if not resume:
+    if resume:  # records an earlier version or another machine wrote, with the paths as this version writes them
+        make_portable(run_dir)
+    else:
         for target in [*(run_dir / name for name in STAGE_OUTPUTS), *run_dir.glob("student-*")]:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -114,13 +152,19 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     for notebook, own, name in bar:
         bar.set_postfix_str(name)
         output = run_dir / "notebooks" / f"{name}.ipynb"
-        parameters = {"profile": profile, "run_dir": str(run_dir), "overrides": overrides or {}, **own}
+        # "" is the profile's default folder (results/<profile>): the executed copy records no machine's path
+        given = "" if run_dir == resolve(profile, None, overrides).run_dir.resolve() else str(run_dir)
+        parameters = {"profile": profile, "run_dir": given, "overrides": overrides or {}, **own}
         began = time.perf_counter()
         entry = {"notebook": notebook, "output": str(output.relative_to(run_dir)), "parameters": own}
         try:
-            papermill.execute_notebook(str(notebooks_dir / notebook), str(output), parameters=parameters,
-                                       kernel_name=kernel, cwd=str(run_dir), progress_bar=False,
-                                       log_output=log_output)
+            # trackio's database in the run folder (the kernel's working folder); no widgets (notebook.py) and no
+            # library progress bars: papermill saves a widget as its first frame
+            with _environment(TRACKIO_DIR="trackio", R3KIT_BATCH="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                              HF_DATASETS_DISABLE_PROGRESS_BARS="1"):
+                papermill.execute_notebook(_shown(notebooks_dir / notebook), _shown(output), parameters=parameters,
+                                           kernel_name=kernel, cwd=str(run_dir), progress_bar=False,
+                                           log_output=log_output, config=_kernel_config())
         except papermill.PapermillExecutionError as error:
             entry.update(status="failed", seconds=round(time.perf_counter() - began, 1),
                          error=f"cell {error.exec_count}: {error.ename}: {error.evalue}")

@@ -52,11 +52,12 @@ def test_reproduce_plan_covers_every_numbered_notebook():
 
 
 @pytest.mark.slow
-def test_smoke_profile_end_to_end_through_papermill(tmp_path):
+def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
     from r3kit.reproduce import reproduce
 
     run_dir = tmp_path / "smoke"
     manifest = reproduce("smoke", run_dir)
+    assert "without encryption" not in capfd.readouterr().err  # the kernels' sockets are encrypted
     assert [entry["status"] for entry in manifest["notebooks"]] == ["ok"] * len(plan(resolve("smoke", run_dir)))
     assert manifest["versions"]["trl"] == "1.15.0" and manifest["machine"]["cpus"] >= 1
     assert set(manifest["parameters"]) >= {"model", "data", "train", "control", "evaluate", "mine", "student"}
@@ -79,6 +80,14 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path):
             (run_dir / "train" / variant / "model").exists()
     assert (run_dir / "failures" / "manifest.json").exists() and (run_dir / "student.json").exists()
     assert len(list((run_dir / "notebooks").glob("*.ipynb"))) == len(manifest["notebooks"])
+    executed = {p.stem: nbformat.read(p, as_version=4) for p in (run_dir / "notebooks").glob("*.ipynb")}
+    for name, nb in executed.items():  # batch runs save no widgets (papermill would keep only their first frame)
+        kinds = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
+        assert "application/vnd.jupyter.widget-view+json" not in kinds, name
+    train_cell = next(c for c in executed["04_train-r3"].cells if "train_stage(" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in train_cell.outputs)  # the live curves, last frame kept
+    explore_text = json.dumps([c.outputs for c in executed["09_explore"].cells if c.cell_type == "code"])
+    assert "episodes of 3 models: vanilla, trained, retry_control" in explore_text
     stamp = (run_dir / "metrics.json").stat().st_mtime
     reproduce("smoke", run_dir)  # a second run regenerates the files
     assert (run_dir / "metrics.json").stat().st_mtime > stamp
@@ -189,4 +198,4 @@ def test_reproduce_plan_runs_every_arm_a_profile_defines():
                                                                                   "attempt_tokens": 56}}))]
     assert names == ["01_make_student", "02_evaluate-vanilla", "03_mine_failures", "04_train-r3", "05_evaluate-trained",
                      "06_train-grpo", "07_evaluate-grpo", "08_train-retry_control", "09_evaluate-retry_control",
-                     "10_figures"]
+                     "10_figures", "11_explore"]
