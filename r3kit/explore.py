@@ -68,7 +68,8 @@ def outcomes(df: pd.DataFrame, measure: str = "second_try") -> pd.DataFrame:
         raise ValueError(f"measure must be 'first_try' or 'second_try', got {measure!r}")
     own = df[df["condition"].isna() | (df["condition"] == "reflection")]
     passed = own["first_ok"] if measure == "first_try" else own["first_ok"] | own["ok"].fillna(False).astype(bool)
-    return passed.groupby([own["index"], own["model"]]).any().unstack("model")
+    table = passed.groupby([own["index"], own["model"]]).any().unstack("model")
+    return table[[m for m in dict.fromkeys(df["model"]) if m in table]]  # vanilla, trained, then the others
 
 
 def fixed_and_broken(df: pd.DataFrame, model: str, baseline: str = "vanilla", measure: str = "second_try") -> pd.DataFrame:

@@ -25,14 +25,16 @@ def interactive() -> bool:
         import ipywidgets  # noqa: F401
     except ImportError:
         return False
-    return in_notebook() and not os.environ.get("R3KIT_BATCH")
+    return in_notebook() and not batch()
+
+
+def batch() -> bool:
+    return bool(os.environ.get("R3KIT_BATCH"))
 
 
 def progress(*args, **kwargs):
-    """A tqdm bar: text in a batch run (a widget bar would be saved as its first frame, "0%"), else tqdm.auto's
-    choice (a widget in JupyterLab, text in a terminal)."""
-    if os.environ.get("R3KIT_BATCH"):
-        from tqdm.std import tqdm
-    else:
-        from tqdm.auto import tqdm
-    return tqdm(*args, **kwargs)
+    """tqdm.auto's bar (a widget in JupyterLab, text in a terminal), switched off in a batch run: the executed
+    copy is a record, and papermill would keep a widget's first frame ("0%") or every frame of a text bar."""
+    from tqdm.auto import tqdm
+
+    return tqdm(*args, **{**kwargs, "disable": True} if batch() else kwargs)

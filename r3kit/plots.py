@@ -21,6 +21,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from r3kit.io import read_json, read_jsonl
 
@@ -185,6 +186,7 @@ def curves_figure(logs: dict[str, list[dict]], title: str = "") -> Figure:
             ax.plot(steps, _smooth(values), label=label, color=colour)
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title or "Training on mined failures (thin: per step; thick: 10-step mean)", fontsize=10)

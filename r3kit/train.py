@@ -240,7 +240,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     from trl import GRPOConfig, GRPOTrainer
 
     from r3kit.live import LiveCurves
-    from r3kit.notebook import in_notebook
+    from r3kit.notebook import batch, in_notebook
     from r3kit.train_log import CsvLogCallback  # transformers: imported only once a model is loaded
 
     cfg.validate()
@@ -259,7 +259,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
         report_to=report_to, project=tracking.PROJECT, run_name=str(portable(out_dir)),
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
-        gradient_checkpointing=False, disable_tqdm=False,
+        gradient_checkpointing=False, disable_tqdm=batch(),  # batch: the live figure is the record
     )
     log: dict = {}
     trainer = GRPOTrainer(
