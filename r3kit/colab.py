@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 UNSLOTH = ("unsloth==2026.10.9", "unsloth_zoo==2026.10.9")
-R3KIT_PINS = ("transformers==5.17.0",)
+R3KIT_PINS = ("transformers==5.17.0", "trackio==0.43.0")  # trackio: train.report_to's default
 R3KIT_NO_DEPS = ("trl==1.15.0", "peft==0.21.2", "accelerate==1.15.0", "datasets==4.8.5")
 VLLM_T4, VLLM_NEWER = "vllm==0.11.2", "vllm==0.15.1"
 DRIVE = Path("/content/drive")

@@ -62,14 +62,29 @@ def episodes(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _own(df: pd.DataFrame) -> pd.DataFrame:
+    """Each model's own episode of each problem: the first attempt, and the retry after its own reflection."""
+    return df[df["condition"].isna() | (df["condition"] == "reflection")]
+
+
+def _firsts(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that carry a model's own first attempt (every condition but a reflection on vanilla's attempt)."""
+    return df[df["condition"] != "on_vanilla_attempt"]
+
+
+def _models(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(df["model"]))  # as episodes() orders them: vanilla, trained, then the rest
+
+
 def outcomes(df: pd.DataFrame, measure: str = "second_try") -> pd.DataFrame:
     """Problems x models: passed on the first try, or within two tries (the own-reflection retry)."""
     if measure not in ("first_try", "second_try"):
         raise ValueError(f"measure must be 'first_try' or 'second_try', got {measure!r}")
-    own = df[df["condition"].isna() | (df["condition"] == "reflection")]
-    passed = own["first_ok"] if measure == "first_try" else own["first_ok"] | own["ok"].fillna(False).astype(bool)
-    table = passed.groupby([own["index"], own["model"]]).any().unstack("model")
-    return table[[m for m in dict.fromkeys(df["model"]) if m in table]]  # vanilla, trained, then the others
+    own = _firsts(df) if measure == "first_try" else _own(df)
+    first = own["first_ok"].astype(bool)
+    passed = first if measure == "first_try" else first | own["ok"].fillna(False).astype(bool)
+    table = passed.groupby([own["index"], own["model"]]).any().unstack("model")  # NaN: a model lacks that problem
+    return table[[m for m in _models(df) if m in table]]
 
 
 def fixed_and_broken(df: pd.DataFrame, model: str, baseline: str = "vanilla", measure: str = "second_try") -> pd.DataFrame:
@@ -79,11 +94,13 @@ def fixed_and_broken(df: pd.DataFrame, model: str, baseline: str = "vanilla", me
     for name in (model, baseline):
         if name not in table:
             raise ValueError(f"no transcripts of {name!r}; the run has {list(table.columns)}")
-    change = pd.Series(None, index=table.index, dtype=object)
-    change[table[model] & ~table[baseline]] = "fixed"
-    change[~table[model] & table[baseline]] = "broken"
+    both = table[[model, baseline]].dropna().astype(bool)  # the problems both models were evaluated on
+    change = pd.Series(None, index=both.index, dtype=object)
+    change[both[model] & ~both[baseline]] = "fixed"
+    change[~both[model] & both[baseline]] = "broken"
     changed = change.dropna()
-    own = df[(df["condition"].isna() | (df["condition"] == "reflection")) & df["index"].isin(changed.index)]
+    own = _own(df)
+    own = own[own["index"].isin(changed.index)]
     wide = own.set_index(["index", "model"])[["problem", "attempt", "reflection", "retry"]].unstack("model")
     keep = [(c, m) for c in ("attempt", "reflection", "retry") for m in (baseline, model)]
     out = wide.reindex(columns=pd.MultiIndex.from_tuples(keep), index=changed.index)
@@ -112,7 +129,7 @@ def failure_reasons(df: pd.DataFrame, task=None, turn: str = "first") -> pd.Data
 
     category = task.reason_category if isinstance(task, Task) else mask_particulars
     if turn == "first":
-        rows = df.drop_duplicates(["model", "index"])
+        rows = _firsts(df).drop_duplicates(["model", "index"])
         reasons = rows.loc[~rows["first_ok"].astype(bool), ["model", "first_reason"]].rename(columns={"first_reason": "reason"})
     elif turn == "retry":
         rows = df[(df["condition"] == "reflection") & (df["ok"] == False)]  # noqa: E712 (a column, not a bool)
@@ -120,14 +137,14 @@ def failure_reasons(df: pd.DataFrame, task=None, turn: str = "first") -> pd.Data
     else:
         raise ValueError(f"turn must be 'first' or 'retry', got {turn!r}")
     counts = reasons.assign(kind=reasons["reason"].map(category)).groupby(["kind", "model"]).size().unstack("model")
-    models = [m for m in df["model"].unique() if m in counts]
-    counts = counts[models].fillna(0).astype(int)
+    counts = counts.reindex(columns=_models(df)).fillna(0).astype(int)  # a model with no failure: a column of 0
     return counts.loc[counts.sum(axis=1).sort_values(ascending=False).index]
 
 
 def side_by_side(df: pd.DataFrame, index: int) -> pd.DataFrame:
     """Problem `index` (a test-split position) across every model: attempt, reflection, retry, verdicts."""
-    rows = df[(df["index"] == index) & (df["condition"].isna() | (df["condition"] == "reflection"))]
+    rows = _own(df)
+    rows = rows[rows["index"] == index]
     if rows.empty:
         raise ValueError(f"no problem with index {index}; indices run {df['index'].min()}..{df['index'].max()}")
     return rows.set_index("model")[["problem", "attempt", "first_ok", "first_reason", "reflection", "retry", "ok", "reason"]]
@@ -136,7 +153,7 @@ def side_by_side(df: pd.DataFrame, index: int) -> pd.DataFrame:
 def _episode_html(row: pd.Series) -> str:
     def block(title, text, ok=None):
         mark = "" if ok is None else (" ✅" if ok else " ❌")
-        return (f"<div style='margin:4px 0'><b>{title}{mark}</b><pre style='white-space:pre-wrap;margin:2px 0'>"
+        return (f"<div style='margin:4px 0'><b>{html.escape(title)}{mark}</b><pre style='white-space:pre-wrap;margin:2px 0'>"
                 f"{html.escape(str(text))}</pre></div>")
 
     parts = [f"<div><b>{html.escape(str(row['model']))}</b> · problem {row['index']} · {html.escape(str(row['difficulty']))}"
@@ -180,7 +197,12 @@ def browse(df: pd.DataFrame, widgets: bool | None = None):
         count.value = f"of {len(rows)}"
         shown.value = _episode_html(rows.iloc[min(page.value, page.max)]) if len(rows) else "<i>no episode matches</i>"
 
-    for control in (model, condition, verdict, page):
-        control.observe(refresh, names="value")
+    def refilter(*_):
+        page.value = 0  # a new selection starts at its first episode
+        refresh()
+
+    for control in (model, condition, verdict):
+        control.observe(refilter, names="value")
+    page.observe(refresh, names="value")
     refresh()
     return w.VBox([w.HBox([model, condition, verdict]), w.HBox([page, count]), shown])

@@ -25,48 +25,63 @@ def _atomic_write(path: str | Path, text: str) -> Path:
     return path
 
 
-def checkout_root() -> Path:
-    """The checkout holding this package (where results/ and notebooks/ live), else the working directory."""
+def checkout_root() -> Path | None:
+    """The checkout holding this package (where results/ and notebooks/ live), or None for an installed package."""
     here = Path(__file__).resolve().parents[1]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
+    return here if (here / "pyproject.toml").exists() else None
+
+
+def _bases() -> list[tuple[Path, str | None]]:
+    home = [(Path.home(), "~"), (Path.home().resolve(), "~")]
+    root = checkout_root()
+    return ([(root, None)] if root is not None else []) + home
 
 
 def portable(value: Any) -> Any:
-    """`value` with every absolute path (a Path, or text that is one) inside the checkout made relative to it
-    and one under the home folder written as ~/...; containers are walked, everything else is unchanged."""
+    """`value` with every absolute path (a Path, or text that is exactly one: no spaces, no path lists) inside
+    the checkout made relative to it, and one under the home folder written as ~/...; containers are walked,
+    everything else is unchanged."""
     if isinstance(value, dict):
         return {k: portable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [portable(v) for v in value]
-    if isinstance(value, Path) or (isinstance(value, str) and value.startswith(os.sep) and "\n" not in value):
-        path = Path(value)
-        for base, shown in ((checkout_root(), None), (Path.home(), "~")):
-            try:
-                rel = path.relative_to(base)
-            except ValueError:
-                continue
-            if base == Path(os.sep):
-                break
-            return str(Path(shown, rel)) if shown else (str(rel) or ".")
-        return str(value)
-    return value
+    is_path = isinstance(value, Path) or (isinstance(value, str) and os.path.isabs(value)
+                                          and not any(c.isspace() or c == os.pathsep for c in value))
+    if not is_path:
+        return value
+    path = Path(value)
+    for base, shown in _bases():
+        if base == Path(path.anchor):
+            continue
+        try:
+            rel = path.relative_to(base)
+        except ValueError:
+            continue
+        return (Path(shown, rel) if shown else rel).as_posix()
+    return str(value)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
     return _atomic_write(path, json.dumps(portable(data), indent=2, default=str) + "\n")
 
 
-MODEL_FOLDERS = {"student", "model", "adapter", "checkpoints", "live_lora", "dataset", "chunks", "trackio"}
+# The kit's own JSON records in a run folder (model, checkpoint, tracker and dataset files are not touched)
+RECORDS = ("manifest.json", "metrics.json", "stages.json", "student.json", "study.json", "config.json", "summary.json",
+           "selection.json")
+NOT_RECORDS = {"student", "model", "adapter", "checkpoints", "live_lora", "dataset", "chunks", "trackio", "wandb", "runs"}
 
 
 def make_portable(folder: str | Path) -> list[Path]:
-    """Rewrite the kit's JSON records under `folder` (not model, checkpoint or dataset folders) through
-    `portable`, e.g. a run folder made by an older version or on another machine; returns the files changed."""
+    """Rewrite the kit's JSON records under `folder` through `portable` (a run folder made by an older version
+    or on another machine); returns the files changed. Unreadable JSON is left as it is."""
     changed = []
     for path in sorted(Path(folder).rglob("*.json")):
-        if MODEL_FOLDERS & set(path.relative_to(folder).parts[:-1]):
+        if path.name not in RECORDS or NOT_RECORDS & set(path.relative_to(folder).parts[:-1]):
             continue
-        data = read_json(path)
+        try:
+            data = read_json(path)
+        except (OSError, ValueError):
+            continue
         if portable(data) != data:
             write_json(path, data)
             changed.append(path)

@@ -10,8 +10,8 @@ handle. Under papermill the executed notebook keeps the last image. Outside a ke
 
 from __future__ import annotations
 
-import csv
 import io
+import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -24,11 +24,17 @@ def png(fig) -> bytes:
 
 
 class LiveCurves(TrainerCallback):
-    """`display(obj, display_id=True)` and `handle.update(obj)` are IPython's; tests pass their own `display`."""
+    """`display(obj, display_id=True)` and `handle.update(obj)` are IPython's; tests pass their own `display`.
+    A failure to draw is a warning, never the end of a training run."""
 
     def __init__(self, reward_target: str, every: int, log_csv: str | Path, display=None):
+        if every < 1:
+            raise ValueError(f"LiveCurves redraws every `every` >= 1 steps, got {every}")
         self.reward_target, self.every, self.log_csv = reward_target, every, Path(log_csv)
         self._display, self._handle, self.drawn = display, None, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._handle, self.drawn = None, 0  # a new run draws in the cell that runs it
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "reward" in logs and (state.global_step % self.every == 0 or state.global_step >= state.max_steps):
@@ -39,21 +45,26 @@ class LiveCurves(TrainerCallback):
             self.draw(state.global_step, state.max_steps)
 
     def draw(self, step: int, max_steps: int) -> None:
-        from r3kit.plots import ARM_VARIANT, curves_figure
+        try:
+            self._draw(step, max_steps)
+        except Exception as error:  # noqa: BLE001 (a plot must not stop training)
+            warnings.warn(f"live training curves could not be drawn at step {step}: {error!r}", stacklevel=2)
+
+    def _draw(self, step: int, max_steps: int) -> None:
+        from IPython.display import Image
+
+        from r3kit.plots import ARM_VARIANT, _log, curves_figure
 
         if not self.log_csv.exists():
             return
-        with open(self.log_csv) as handle:
-            rows = list(csv.DictReader(handle))
+        rows = _log(self.log_csv)
         fig = curves_figure({ARM_VARIANT[self.reward_target]: rows},
                             title=f"{self.log_csv.parent.name}: step {step} of {max_steps} (thin: per step; thick: 10-step mean)")
+        image = Image(data=png(fig), format="png")
         if self._display is None:
             from IPython.display import display
 
             self._display = display
-        from IPython.display import Image
-
-        image = Image(data=png(fig), format="png")
         if self._handle is None:
             self._handle = self._display(image, display_id=True)
         else:

@@ -29,7 +29,7 @@ def interactive() -> bool:
 
 
 def batch() -> bool:
-    return bool(os.environ.get("R3KIT_BATCH"))
+    return os.environ.get("R3KIT_BATCH", "").strip().lower() in ("1", "true", "yes")
 
 
 def progress(*args, **kwargs):

@@ -152,7 +152,7 @@ class RunConfig:
 
 def project_root() -> Path:
     """The checkout holding this package (where results/ and notebooks/ live), else the working directory."""
-    return checkout_root()
+    return checkout_root() or Path.cwd()
 
 
 def profile_names() -> list[str]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from r3kit.io import make_portable, write_json
+from r3kit.io import checkout_root, make_portable, write_json
 from r3kit.profiles import RunConfig, project_root, resolve
 
 STAGE_OUTPUTS = ("student", "eval", "failures", "train", "figures", "notebooks", "metrics.json", "stages.json",
@@ -48,15 +48,16 @@ class NotebookFailed(RuntimeError):
 def _kernel_config():
     """The kernel's messages encrypted (CurveZMQ) where pyzmq has it: jupyter_client's default leaves them
     plain, and every kernel then warns "running over TCP without encryption"."""
+    import zmq
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
 @contextmanager
 def _environment(**defaults):
     """Set environment variables the user has not set, for the kernels started inside."""
-    added = {k: v for k, v in defaults.items() if k not in os.environ}
+    added = {k: v for k, v in defaults.items() if not os.environ.get(k)}
     os.environ.update(added)
     try:
         yield
@@ -153,7 +154,8 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
         bar.set_postfix_str(name)
         output = run_dir / "notebooks" / f"{name}.ipynb"
         # "" is the profile's default folder (results/<profile>): the executed copy records no machine's path
-        given = "" if run_dir == resolve(profile, None, overrides).run_dir.resolve() else str(run_dir)
+        # (in a checkout only: elsewhere the default is relative to the working directory, which the kernel changes)
+        given = "" if checkout_root() and run_dir == resolve(profile, None, overrides).run_dir.resolve() else str(run_dir)
         parameters = {"profile": profile, "run_dir": given, "overrides": overrides or {}, **own}
         began = time.perf_counter()
         entry = {"notebook": notebook, "output": str(output.relative_to(run_dir)), "parameters": own}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from importlib.util import find_spec
+from pathlib import Path
 
 REPORTERS = {"trackio": ("trackio",), "wandb": ("wandb",), "tensorboard": ("tensorboard", "tensorboardX"), "none": ()}
 PROJECT = "r3kit"
@@ -59,5 +60,23 @@ def callbacks(report_to: str) -> tuple[list[str], list]:
     from r3kit.notebook import interactive
 
     callback = TrackioCallback()
+    if not hasattr(callback, "_trackio"):  # transformers keeps the module there and calls its init in setup()
+        raise RuntimeError("transformers' TrackioCallback no longer has `_trackio`: r3kit.tracking needs updating")
     callback._trackio = _Trackio(embed=interactive())
     return [], [callback]
+
+
+def run_name(out_dir: Path) -> str:
+    """The tracker's run name: the run folder as recorded, plus when it started, kept in tracking.txt so a
+    resumed run goes on logging to the same tracked run, while a fresh one (same folder) starts another."""
+    from datetime import datetime
+
+    from r3kit.io import portable
+
+    path = Path(out_dir) / "tracking.txt"
+    if path.exists() and any((Path(out_dir) / "checkpoints").glob("checkpoint-*")):
+        return path.read_text().strip()
+    name = f"{portable(Path(out_dir))} {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(name + "\n")
+    return name

@@ -257,7 +257,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         temperature=max(cfg.completion_temperature, 1e-3), max_completion_length=cfg.completion_tokens,
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
-        report_to=report_to, project=tracking.PROJECT, run_name=str(portable(out_dir)),
+        report_to=report_to, project=tracking.PROJECT, run_name=tracking.run_name(out_dir) if cfg.report_to != "none" else None,
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
         gradient_checkpointing=False, disable_tqdm=batch(),  # batch: the live figure is the record
     )
@@ -268,6 +268,10 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         rollout_func=make_rollout(task, cfg, log, out_dir / "live_lora", generator_factory),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
+    if batch():  # disable_tqdm swaps the progress bar for a printout of every step's logs; the figure is the record
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     for callback in trackers:
         trainer.add_callback(callback)
     if cfg.live_every and in_notebook():

@@ -10,7 +10,7 @@ from r3kit.io import checkout_root, make_portable, portable, read_json, write_js
 
 ROOT = Path(__file__).resolve().parents[1]
 # "/a/b..." not preceded by a word character, ")" or ":" or "/" (so not 12/4/2, (3+4)/2/1 or https://...)
-ABSOLUTE = re.compile(r"(?<![\w):/.\]])/(?:[\w.+-]+/)+[\w.+-]*")
+ABSOLUTE = re.compile(r"(?<![\w):/.\]~])/(?:[\w.+-]+/)+[\w.+-]*")
 
 
 def test_paths_are_recorded_relative_to_the_checkout_or_home():
@@ -20,6 +20,16 @@ def test_paths_are_recorded_relative_to_the_checkout_or_home():
               "list": [str(checkout_root()), {"deep": str(checkout_root() / "b")}]}
     assert portable(record) == {"model": "results/x/student", "saved": "a", "cache": "~/.cache/r3kit",
                                 "elsewhere": "/data/runs/x", "answer": "(3+4)/2", "n": 3, "list": [".", {"deep": "b"}]}
+
+
+def test_text_that_is_not_exactly_one_path_is_left_alone_and_an_installed_package_keeps_checkout_paths(monkeypatch):
+    home = str(Path.home())
+    assert portable(f"{home}/.venv/bin/python -m r3kit") == f"{home}/.venv/bin/python -m r3kit"
+    assert portable(f"{home}/a:{home}/b") == f"{home}/a:{home}/b"
+    monkeypatch.setattr("r3kit.io.checkout_root", lambda: None)
+    inside = ROOT / "results"
+    expected = "~/" + inside.relative_to(Path.home()).as_posix() if inside.is_relative_to(Path.home()) else str(inside)
+    assert portable(str(inside)) == expected and portable(f"{home}/.cache/x") == "~/.cache/x"
 
 
 def test_write_json_records_portable_paths_and_make_portable_fixes_old_records(tmp_path):
@@ -39,7 +49,8 @@ def test_write_json_records_portable_paths_and_make_portable_fixes_old_records(t
 
 def test_the_absolute_path_pattern_finds_paths_and_ignores_arithmetic_and_urls():
     assert ABSOLUTE.findall('"/work/main/results/x" and /home/u/.venv/lib/tqdm/auto.py:21')
-    for text in ("(3+4)/2/1", "12/4/2", "https://colab.research.google.com/github/r3kit", "28-(28-9)/9", "a / b / c"):
+    for text in ("(3+4)/2/1", "12/4/2", "https://colab.research.google.com/github/r3kit", "28-(28-9)/9", "a / b / c",
+                 "~/.cache/r3kit"):
         assert not ABSOLUTE.findall(text), text
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
 
-from r3kit import notebook, tracking
+from r3kit import notebook, plots, tracking
 from r3kit.live import LiveCurves
 from r3kit.models import ModelConfig, attach_lora, load_model
 from r3kit.train import TrainConfig, build_trainer
@@ -37,19 +37,21 @@ def tiny_lora():
     return attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]), tokenizer
 
 
-def test_live_curves_redraw_in_place_every_n_steps(tmp_path):
+def test_live_curves_redraw_in_place_every_n_steps(tmp_path, monkeypatch):
     model, tokenizer = tiny_lora()
     cfg = TrainConfig(**{**CFG.__dict__, "steps": 3, "save_steps": 3})
     trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
                             reflections_then_retries(tokenizer))
-    recorder = Recorder()
+    recorder, drawn = Recorder(), []
+    real = plots.curves_figure
+    monkeypatch.setattr(plots, "curves_figure", lambda logs, title="": drawn.append(logs) or real(logs, title))
     live = LiveCurves("reflection", 2, tmp_path / "log.csv", display=recorder)
     trainer.add_callback(live)
     trainer.train()
     # step 2 (every 2), then step 3 at the end: one display, then updates of that same output
     assert [kind for kind, _ in recorder.events] == ["display", "update"] and live.drawn == 3
     assert all(png.startswith(b"\x89PNG") for _, png in recorder.events)
-    assert recorder.events[0][1] != recorder.events[1][1]  # the figure grew by a step
+    assert [[int(r["step"]) for r in logs["r3"]] for logs in drawn] == [[1, 2], [1, 2, 3]]  # the log, as written
     assert len(list(csv.DictReader(open(tmp_path / "log.csv")))) == 3
 
 
@@ -75,16 +77,38 @@ def test_tracker_settings_fail_clearly_before_training():
 
 
 def test_trackio_dashboard_is_embedded_only_where_a_person_watches(monkeypatch):
+    import inspect
+
+    import trackio
     from transformers.integrations import TrackioCallback
 
-    report_to, (callback,) = tracking.callbacks("trackio")
-    assert report_to == [] and isinstance(callback, TrackioCallback)
-    assert callback._trackio.init.keywords == {"embed": False}  # not in a notebook
+    assert "self._trackio.init(" in inspect.getsource(TrackioCallback.setup)  # what the proxy relies on
+    calls = []
+    monkeypatch.setattr(trackio, "init", lambda **kwargs: calls.append(kwargs))
+
+    def embeds():
+        report_to, (callback,) = tracking.callbacks("trackio")
+        assert report_to == [] and isinstance(callback, TrackioCallback)
+        callback._trackio.init(project="r3kit", name="run")  # as TrackioCallback.setup calls it
+        assert calls[-1]["project"] == "r3kit" and callback._trackio.log is trackio.log  # the rest is trackio's own
+        return calls[-1]["embed"]
+
+    assert embeds() is False  # a script, a test
     monkeypatch.setattr(notebook, "in_notebook", lambda: True)
-    assert tracking.callbacks("trackio")[1][0]._trackio.init.keywords == {"embed": True}
+    assert embeds() is True  # JupyterLab
     monkeypatch.setenv("R3KIT_BATCH", "1")  # papermill, through r3kit reproduce
-    assert tracking.callbacks("trackio")[1][0]._trackio.init.keywords == {"embed": False}
-    assert callback._trackio.log is __import__("trackio").log  # everything else is trackio's own
+    assert embeds() is False
+
+
+def test_a_resumed_run_keeps_its_tracked_run_and_a_fresh_one_starts_another(tmp_path):
+    first = tracking.run_name(tmp_path)
+    assert first.startswith(str(tmp_path)) and (tmp_path / "tracking.txt").exists()
+    (tmp_path / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    assert tracking.run_name(tmp_path) == first  # resuming from a checkpoint
+    (tmp_path / "tracking.txt").write_text("older run\n")
+    assert tracking.run_name(tmp_path) == "older run"
+    (tmp_path / "checkpoints" / "checkpoint-2").rmdir()
+    assert tracking.run_name(tmp_path) != "older run"  # no checkpoint: a fresh run
 
 
 @pytest.mark.slow
@@ -102,7 +126,7 @@ train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(
       reflections_then_retries(__import__("r3kit.models", fromlist=["x"]).load_model(ModelConfig(name="tiny"))[1]))
 from trackio.sqlite_storage import SQLiteStorage
 import json
-print("LOGS=" + json.dumps(SQLiteStorage.get_logs("r3kit", {str(tmp_path / "run")!r})))
+print("LOGS=" + json.dumps(SQLiteStorage.get_logs("r3kit", open({str(tmp_path / "run" / "tracking.txt")!r}).read().strip())))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env.update(TRACKIO_DIR=str(tmp_path / "trackio"), R3KIT_REPORT_TO="trackio")
