@@ -24,6 +24,11 @@ from pathlib import Path
 
 import torch
 
+# torchao (imported by transformers, peft and Unsloth) registers Enums the way torch 2.14 deprecates: two lines
+# of noise atop every notebook. Only that message is dropped.
+logging.getLogger("torch.utils._pytree").addFilter(
+    lambda record: "is an Enum subclass and is now natively supported" not in str(record.msg))
+
 BUILTIN = ("tiny", "smollm2-135m")
 # The character models' chat format: one token opens each turn and <|im_end|> (the EOS) closes it, so a
 # turn costs two tokens of overhead; <answer> and </answer> are single (ordinary, decodable) tokens.
@@ -58,10 +63,6 @@ def fast_language_model():
     """Unsloth's FastLanguageModel, importing Unsloth on first use (before transformers, peft and trl).
     Unsloth's compiled kernels go to the kit's cache, not the working directory (notebooks/ under papermill)."""
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(cache_dir() / "unsloth_compiled_cache"))
-    # torchao (through Unsloth) registers Enums the way torch 2.14 deprecates: two lines of noise atop every
-    # notebook. Only that message is dropped.
-    logging.getLogger("torch.utils._pytree").addFilter(
-        lambda record: "is an Enum subclass and is now natively supported" not in str(record.msg))
     import unsloth  # noqa: F401
     from unsloth import FastLanguageModel
 
