@@ -137,3 +137,41 @@ print("LOGS=" + json.dumps(SQLiteStorage.get_logs("r3kit", open({str(tmp_path / 
     assert [row["train/reward"] for row in logs if "train/reward" in row] == pytest.approx(rewards) and len(rewards) == 2
     assert (tmp_path / "trackio" / "r3kit.db").exists()
     assert "127.0.0.1" not in done.stdout  # no dashboard server outside a notebook
+
+
+@pytest.mark.slow
+def test_a_jupyter_kernel_sends_one_figure_then_updates_it_in_place(tmp_path):
+    """What JupyterLab receives while a notebook trains: one display_data (a PNG) with a display id, then an
+    update_display_data for that same id each step, which the front end draws in place."""
+    from jupyter_client.manager import start_new_kernel
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
+from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.train import TrainConfig, build_trainer
+model, tok = load_model(ModelConfig(name="tiny"))
+model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+cfg = TrainConfig(**{{**CFG.__dict__, "steps": 3, "save_steps": 3, "live_every": 1}})
+build_trainer(model, tok, EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_path)!r}, reflections_then_retries(tok)).train()
+"""
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        msg_id, events, errors = kc.execute(code), [], []
+        while True:
+            msg = kc.get_iopub_msg(timeout=600)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            content = msg["content"]
+            if msg["msg_type"] in ("display_data", "update_display_data") and "image/png" in content["data"]:
+                events.append((msg["msg_type"], content["transient"]["display_id"]))
+            errors += [content["evalue"]] if msg["msg_type"] == "error" else []
+            if msg["msg_type"] == "status" and content["execution_state"] == "idle":
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert not errors
+    assert [kind for kind, _ in events] == ["display_data", "update_display_data", "update_display_data"]
+    assert len({display_id for _, display_id in events}) == 1
