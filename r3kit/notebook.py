@@ -21,11 +21,13 @@ def in_notebook() -> bool:
 
 def interactive() -> bool:
     """A live kernel a person is looking at, with ipywidgets installed."""
+    if not in_notebook() or batch():
+        return False
     try:
         import ipywidgets  # noqa: F401
     except ImportError:
         return False
-    return in_notebook() and not batch()
+    return True
 
 
 def batch() -> bool:

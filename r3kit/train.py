@@ -44,7 +44,6 @@ from r3kit.io import portable, write_json
 from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, release, torch
 from r3kit.rollout import reflection_conversation, retry_conversation
 from r3kit.tasks import Task
-from r3kit.tracking import check_report_to, default_report_to
 
 LORA_TARGETS = LORA_TARGETS_DEFAULT
 REWARD_TARGETS = ("reflection", "attempt", "retry")
@@ -85,11 +84,11 @@ class TrainConfig:
     save_steps: int = 50
     optim: str = "adamw_torch_fused"  # TrainingArguments' default here; Unsloth's GPU config would default to adamw_8bit
     seed: int = 0
-    report_to: str = field(default_factory=default_report_to)  # TRL's tracker: "trackio", "wandb", "tensorboard", "none"
+    report_to: str = field(default_factory=tracking.default_report_to)  # TRL's tracker: "trackio", "wandb", "tensorboard", "none"
     live_every: int = 5  # in a notebook, redraw the live training curves every this many steps (0: never)
 
     def validate(self) -> None:
-        check_report_to(self.report_to)
+        tracking.check_report_to(self.report_to)
         if self.live_every < 0:
             raise ValueError(f"live_every must be >= 0 (0: no live curves), got {self.live_every}")
         if self.reward_target not in REWARD_TARGETS:
