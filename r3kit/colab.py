@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 UNSLOTH = ("unsloth==2026.10.9", "unsloth_zoo==2026.10.9")
-R3KIT_PINS = ("transformers==5.17.0", "trackio==0.43.0")  # trackio: train.report_to's default
+# trackio: train.report_to's default; lm-eval: the forgetting check of the GPU profiles
+R3KIT_PINS = ("transformers==5.17.0", "trackio==0.43.0", "lm-eval[math]==0.4.13")
 R3KIT_NO_DEPS = ("trl==1.15.0", "peft==0.21.2", "accelerate==1.15.0", "datasets==4.8.5")
 VLLM_T4, VLLM_NEWER = "vllm==0.11.2", "vllm==0.15.1"
 DRIVE = Path("/content/drive")
@@ -83,7 +85,7 @@ def installed(names) -> dict[str, str | None]:
 
 def ready() -> bool:
     """Whether the recipe already ran in this runtime (every pinned package at its version, vLLM there)."""
-    pins = [spec.split("==") for spec in (*UNSLOTH, *R3KIT_PINS, *R3KIT_NO_DEPS)]
+    pins = [re.sub(r"\[.*\]", "", spec).split("==") for spec in (*UNSLOTH, *R3KIT_PINS, *R3KIT_NO_DEPS)]
     have = installed([name for name, _ in pins] + ["vllm"])
     return all(have[name] == version for name, version in pins) and have["vllm"] is not None
 

@@ -24,11 +24,18 @@ workstation or cloud A100/H100). How they are sized (memory in GB; B = billions 
     where evaluating 15,000 problems three ways would take most of a Colab session.
 Learning rate 5e-6 with LoRA rank 16 (T4) or 32 (A100), alpha twice the rank, KL weight 0.001 (a guess).
 Precision follows the card: bf16 where it has it, fp16 on a T4 (train.precision).
+Forgetting check: the paper's four benchmarks through lm-eval (mmlu_pro, gsm8k, hellaswag, minerva_math, with
+the model's chat template), `limit` examples per task and per subject of a group: 10 on a T4, 50 on a 40 GB
+A100, 100 on an 80 GB A100, i.e. 220 / 1,100 / 2,200 generated answers (mostly chain of thought) plus
+hellaswag's choices per model, for vanilla and each trained arm. lm-eval generates through transformers
+(HFLM), not vLLM, so these are estimates from answer counts, not timings: raise them when time allows.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from r3kit.forgetting import PAPER_BENCHMARKS
 
 MODELS = {  # short name -> (hub id, billions of parameters)
     "qwen2.5-1.5b": ("Qwen/Qwen2.5-1.5B-Instruct", 1.5),
@@ -43,6 +50,7 @@ TASKS = {"countdown": ("countdown", 15_000), "apigen": ("function_calling", 12_0
 GPUS = {"t4": 16, "a100-40gb": 40, "a100": 80}
 MICRO_BATCH = {"t4": (8, 4, None), "a100-40gb": (16, 8, 4), "a100": (32, 16, 8)}
 PROBLEMS_PER_STEP = {"t4": 4, "a100-40gb": 8, "a100": 16}
+FORGETTING_LIMIT = {"t4": 10, "a100-40gb": 50, "a100": 100}
 
 
 def fits(params_b: float, gpu: str) -> bool:
@@ -73,6 +81,8 @@ def size(params_b: float, gpu: str, task: str) -> dict[str, Any]:
                   "reflection_tokens": reflection, "retry_tokens": retry, "temperature": 1.0, "retry_temperature": 0.0,
                   "generation_batch_size": 256, "save_steps": 25},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+        "forgetting": {"tasks": list(PAPER_BENCHMARKS), "limit": FORGETTING_LIMIT[gpu], "batch_size": 8 if small else 32,
+                       "apply_chat_template": True},
     }
 
 

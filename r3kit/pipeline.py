@@ -6,6 +6,8 @@
     evaluate_stage(run, which)    vanilla, or a trained variant, on the test split           -> eval/<which>/
                                   (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures,
                                   and is paired with vanilla problem by problem: paired_vs_vanilla)
+    forgetting_stage(run)         vanilla and the trained variants on lm-eval benchmarks     -> forgetting/
+                                  (profiles with a `forgetting` section; see forgetting.py)
     figures_stage(run)            table and figures from the saved files only                -> figures/
 Names: a variant is an arm trained with one seed: "r3", "grpo", "retry_control", or "r3-seed2" when a
 study sets the seed; its evaluation is called the same, except R3's unseeded one, "trained" (the
@@ -306,6 +308,59 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
     return summary
 
 
+def forgetting_weights(run: RunConfig) -> dict[str, dict]:
+    """{name: {"model", "adapter", "step"}} of the models the forgetting check compares: vanilla, then each
+    variant in forgetting.compare that the profile trains, with the weights its test evaluation used
+    (the checkpoint chosen on validation, else the last)."""
+    out = {"vanilla": {"model": run.model.name, "adapter": None, "step": None}}
+    for which in run.forgetting.compare:
+        arm, seed = parse_which(which)
+        try:
+            arm_config(run, arm, seed)
+        except ValueError:
+            continue  # the profile does not train this arm
+        variant = variant_name(arm, seed)
+        selection = select_stage(run, which)
+        model, adapter = trained_weights(run, variant, _weights_of_step(run, variant, selection["selected"],
+                                                                        selection["last"]))
+        out[which] = {"model": model, "adapter": adapter, "step": selection["selected"]}
+    return out
+
+
+def forgetting_stage(run: RunConfig) -> dict:
+    """Vanilla and the trained variants on the profile's lm-eval tasks (forgetting.py); writes forgetting/
+    (per model: lm-eval's results and per-sample logs) and forgetting.json. Models already evaluated with
+    the same settings and weights are not evaluated again."""
+    import dataclasses
+
+    from r3kit import forgetting
+    from r3kit.io import portable
+    from r3kit.models import load_model, release
+
+    cfg = run.forgetting
+    if cfg is None:
+        raise ValueError(f"profile {run.profile!r} has no forgetting section")
+    folder = run.run_dir / "forgetting"
+    with _timed(run, "forgetting"):
+        manager = forgetting.task_manager(cfg)
+        forgetting.check_tasks(cfg, manager)  # names and data, before any model loads
+        models = forgetting_weights(run)
+        settings = portable(cfg.settings())  # as results.json holds them
+        for name, weights in models.items():
+            recorded = portable(weights)  # as results.json holds them
+            if forgetting.done(folder / name, settings, recorded):
+                continue
+            model, tokenizer = load_model(dataclasses.replace(run.model, name=weights["model"]), adapter=weights["adapter"])
+            try:
+                results = forgetting.evaluate_model(model, tokenizer, cfg, manager, run.model.max_seq_length)
+            finally:
+                release(model)
+            forgetting.save_results(results, folder / name, settings, recorded)
+        summary = forgetting.summarize(cfg, folder, list(models))
+        write_json(run.run_dir / "forgetting.json", summary)
+    return summary
+
+
 def figures_stage(run: RunConfig) -> list[Path]:
     """The paper-style table (PNG and Markdown) and figures, from the run's saved files only."""
     from r3kit import plots
@@ -337,6 +392,8 @@ def run_all(run: RunConfig, log=print) -> list[str]:
         if (run.grpo if arm == "grpo" else run.control) is not None:
             steps += [(f"train {arm}", lambda arm=arm: train_stage(run, arm), exists(d / "train" / arm / "summary.json")),
                       (f"evaluate {arm}", lambda arm=arm: evaluate_stage(run, arm), evaluated(arm))]
+    if run.forgetting is not None:  # models already evaluated with the same settings are skipped inside
+        steps += [("forgetting check", lambda: forgetting_stage(run), lambda: False)]
     steps += [("figures", lambda: figures_stage(run), lambda: False)]
     ran = []
     for name, stage, done in steps:

@@ -8,6 +8,9 @@
     training_curves.png       per step: retry success (reward), groups with no signal, reflection length, KL
     reflection_length.png     reflection length (tokens) on the test set before and after training
     accuracy_by_difficulty.png  first and second try by difficulty bucket (e.g. 3 vs 4 numbers)
+    forgetting.md / forgetting.png  (runs with forgetting.json) each lm-eval benchmark: every model's score with
+                              +-1.96 lm-eval standard errors, and each trained model minus vanilla, paired per item,
+                              with its 95% t interval
 
 Figures are drawn with matplotlib's object API (a Figure, never pyplot's global state or a backend switch), so
 importing this module leaves a notebook's inline plotting as it was; each function saves a PNG and returns its path.
@@ -301,6 +304,84 @@ def study_differences(study: dict, out: Path) -> Path | None:
     return _save(fig, out)
 
 
+FORGETTING_LABELS = {"vanilla": "vanilla", **{key: label for key, label in MODELS}}
+
+
+def _forgetting(run_dir: Path) -> dict | None:
+    path = run_dir / "forgetting.json"
+    return read_json(path) if path.exists() else None
+
+
+def _p(value) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
+def forgetting_markdown(run_dir: str | Path) -> str | None:
+    """The forgetting table: per task, each model's score (+- standard error) and each difference from vanilla."""
+    data = _forgetting(Path(run_dir))
+    if data is None:
+        return None
+    names = list(data["models"])
+    lines = ["| task (metric, n) | " + " | ".join(FORGETTING_LABELS.get(n, n) for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for task, entry in data["tasks"].items():
+        n = entry["scores"][data["vanilla"]]["n"]
+        cells = []
+        for name in names:
+            score = entry["scores"][name]
+            cell = f"{100 * score['value']:.1f}" + (f" ± {100 * score['stderr']:.1f}" if score["stderr"] is not None else "")
+            diff = entry["differences"].get(name)
+            if diff is not None:
+                p = diff.get("mcnemar", {}).get("p_value", diff["p_t"])
+                cell += (f"<br>{100 * diff['difference']:+.1f} [{100 * diff['ci_low']:+.1f}, {100 * diff['ci_high']:+.1f}],"
+                         f" p {_p(p)}")
+            cells.append(cell)
+        lines.append(f"| {task} ({entry['metric']}, n = {n}) | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Scores in %, ± lm-eval's standard error. Below each trained score: trained − vanilla on the same items "
+                 "(points), its 95% t interval, and the two-sided p (exact McNemar for 0/1 scores, else paired t).")
+    return "\n".join(lines) + "\n"
+
+
+def forgetting_figure(run_dir: str | Path, out: Path) -> Path | None:
+    data = _forgetting(Path(run_dir))
+    if data is None:
+        return None
+    names, tasks = list(data["models"]), list(data["tasks"])
+    fig, (left, right) = _subplots(1, 2, figsize=(13, 0.9 + 0.9 * len(tasks) + 2.2), width_ratios=[3, 2])
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        ys, xs, err = [], [], []
+        for i, task in enumerate(tasks):
+            score = data["tasks"][task]["scores"][name]
+            xs.append(i + (j - (len(names) - 1) / 2) * width)
+            ys.append(100 * score["value"])
+            err.append(196 * (score["stderr"] or 0.0))
+        left.bar(xs, ys, width, yerr=err, capsize=3, label=FORGETTING_LABELS.get(name, name),
+                 color=COLOURS[j % len(COLOURS)], edgecolor="black", linewidth=0.5)
+    left.set_xticks(range(len(tasks)), [textwrap.fill(t.removeprefix("r3kit_").replace("_", " "), 18) for t in tasks],
+                fontsize=8)
+    left.set_ylabel("score (%)")
+    left.set_title("Scores, whiskers: ±1.96 standard errors (lm-eval)", fontsize=10)
+    left.legend(fontsize=8)
+    left.grid(axis="y", alpha=0.3)
+    rows = [(task, name) for task in tasks for name in names[1:] if name in data["tasks"][task]["differences"]]
+    for k, (task, name) in enumerate(rows):
+        diff = data["tasks"][task]["differences"][name]
+        colour = COLOURS[names.index(name) % len(COLOURS)]
+        right.errorbar(100 * diff["difference"], k, xerr=[[100 * (diff["difference"] - diff["ci_low"])],
+                                                          [100 * (diff["ci_high"] - diff["difference"])]],
+                       fmt="o", color="black", markerfacecolor=colour, capsize=3)
+    right.axvline(0, color="grey", linewidth=1)
+    right.set_yticks(range(len(rows)), [f"{task}\n{FORGETTING_LABELS.get(name, name)}" for task, name in rows], fontsize=7)
+    right.invert_yaxis()
+    right.set_xlabel("trained − vanilla (points), paired per item, 95% t interval")
+    right.set_title("What training changed", fontsize=10)
+    right.grid(axis="x", alpha=0.3)
+    fig.suptitle("Forgetting check: the same lm-eval tasks and settings for every model")
+    return _save(fig, out)
+
+
 def _subplots(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), **kwargs):
     """pyplot.subplots without pyplot: a free-standing Figure (nothing registered, nothing to close)."""
     fig = Figure(figsize=figsize)
@@ -324,4 +405,8 @@ def all_figures(run_dir: str | Path) -> list[Path]:
             training_curves(run_dir, figures / "training_curves.png"),
             reflection_lengths(run_dir, figures / "reflection_length.png"),
             accuracy_by_difficulty(run_dir, figures / "accuracy_by_difficulty.png")]
+    table = forgetting_markdown(run_dir)
+    if table is not None:
+        (figures / "forgetting.md").write_text(table)
+        made += [figures / "forgetting.md", forgetting_figure(run_dir, figures / "forgetting.png")]
     return [p for p in made if p is not None]

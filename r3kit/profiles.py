@@ -1,9 +1,10 @@
 """Profiles: named sets of parameters for a whole run, resolved into one config dataclass per stage.
 
 A profile is a dict of sections (model, data, student, evaluate, mine, train, grpo, control, select,
-study) whose entries override the stage dataclass defaults; `grpo` and `control` override `train` for
+study, forgetting) whose entries override the stage dataclass defaults; `grpo` and `control` override `train` for
 the plain-GRPO arm and the retry-reward control (null: the arm is not run); `select` picks checkpoints
-on the validation split (null: the last weights are reported); `study` sets the seeds of a study.
+on the validation split (null: the last weights are reported); `study` sets the seeds of a study;
+`forgetting` the lm-eval tasks the trained models are checked on (null: no forgetting check).
 `resolve(name, run_dir, overrides)` merges user overrides (same shape, e.g. {"train": {"steps": 50}}),
 rejects unknown sections, fields and wrongly typed values with the valid choices listed, validates every
 stage, and returns a RunConfig, before any model is loaded or any notebook starts.
@@ -25,6 +26,7 @@ from typing import Any
 
 from r3kit.data import DataConfig
 from r3kit.evaluate import EvalConfig
+from r3kit.forgetting import ForgettingConfig
 from r3kit.gpu_profiles import NOT_FITTING, gpu_profiles
 from r3kit.io import checkout_root
 from r3kit.mining import MiningConfig
@@ -37,11 +39,16 @@ from r3kit.train import TrainConfig
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, "evaluate": EvalConfig,
             "mine": MiningConfig, "train": TrainConfig, "grpo": TrainConfig, "control": TrainConfig,
-            "select": SelectionConfig, "study": StudyConfig}
+            "select": SelectionConfig, "study": StudyConfig, "forgetting": ForgettingConfig}
 ARM_SECTIONS = ("grpo", "control")  # overrides of `train`
 TOP_LEVEL = ("description", "task", "prompt_style")
 DEFAULT_PROFILE = "cpu-demo"
 
+# The CPU student knows only Countdown: its forgetting check is Countdown outside its training world
+# (r3kit/harness_tasks), run through lm-eval like the paper's benchmarks on the GPU profiles.
+_STUDENT_FORGETTING = {"tasks": ["r3kit_countdown_arithmetic", "r3kit_countdown_four_numbers",
+                                 "r3kit_countdown_far_targets"],
+                       "apply_chat_template": True}
 _STUDENT_TOKENS = {"attempt_tokens": 56, "reflection_tokens": 40, "retry_tokens": 56}
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -56,6 +63,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
                   "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+        "forgetting": {**_STUDENT_FORGETTING, "limit": 6, "batch_size": 8},
     },
     "cpu-demo": {
         "description": "default: the kit's own student (Countdown), offline on CPU, under 20 minutes on 2 cores",
@@ -70,6 +78,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 35},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
         "select": {"metric": "second_try"},
+        "forgetting": {**_STUDENT_FORGETTING, "limit": 500, "batch_size": 250},
     },
     "smoke-study": {
         "description": "seconds: a tiny random model through a whole study (tests)",
@@ -138,6 +147,7 @@ class RunConfig:
     grpo: TrainConfig | None = None
     select: SelectionConfig | None = None
     study: StudyConfig | None = None
+    forgetting: ForgettingConfig | None = None
 
     def get_task(self):
         return get_task(self.task, style=self.prompt_style)
@@ -229,6 +239,8 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         grpo=TrainConfig(**{**train_values, **_coerce("grpo", TrainConfig, grpo)}) if grpo is not None else None,
         select=SelectionConfig(**_coerce("select", SelectionConfig, spec["select"])) if spec.get("select") is not None else None,
         study=StudyConfig(**_coerce("study", StudyConfig, spec["study"])) if spec.get("study") is not None else None,
+        forgetting=ForgettingConfig(**_coerce("forgetting", ForgettingConfig, spec["forgetting"]))
+        if spec.get("forgetting") is not None else None,
     )
     if run.study is not None:
         missing = [a for a in run.study.arms if (run.train if a == "r3" else run.grpo if a == "grpo" else run.control) is None]
@@ -241,7 +253,7 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         raise ValueError(f"train.reward_target must be 'reflection' (the R3 arm), got {run.train.reward_target!r}; "
                          "the other arms have their own sections (grpo, control)")
     for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control, run.grpo,
-                  run.select, run.study):
+                  run.select, run.study, run.forgetting):
         if stage is not None:
             stage.validate()
     check_budgets(run)

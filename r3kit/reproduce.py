@@ -2,8 +2,8 @@
 
 Order (a study profile: 06 once per student, then 07):
 [01 make student] -> 02 evaluate vanilla -> 03 mine failures -> 04 train R3 -> 02 evaluate trained
--> [04 train plain GRPO -> 02 evaluate it] -> [04 train retry-reward control -> 02 evaluate control] -> 05 figures
--> 08 explore transcripts. Each notebook gets the same parameters (profile, run_dir, overrides) plus its own
+-> [04 train plain GRPO -> 02 evaluate it] -> [04 train retry-reward control -> 02 evaluate control]
+-> [09 forgetting check] -> 05 figures -> 08 explore transcripts. Each notebook gets the same parameters (profile, run_dir, overrides) plus its own
 (which model to evaluate, which variant to train).
 The profile is resolved and validated before the first notebook starts. By default the run folder's
 earlier outputs are removed first, so every file is regenerated; `resume=True` keeps them, and mining
@@ -36,7 +36,8 @@ from r3kit.io import checkout_root, make_portable, write_json
 from r3kit.profiles import RunConfig, project_root, resolve
 
 STAGE_OUTPUTS = ("student", "eval", "failures", "train", "figures", "notebooks", "metrics.json", "stages.json",
-                 "student.json", "manifest.json", "study.json", "table.md", "trackio")
+                 "student.json", "manifest.json", "study.json", "table.md", "trackio", "forgetting",
+                 "forgetting.json")
 PACKAGES = ("r3kit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
             "papermill", "matplotlib")
 
@@ -92,6 +93,8 @@ def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
             n = len(steps) + (run.student is None)
             steps += [("04_train.ipynb", {"variant": arm}, f"{n + 1:02d}_train-{arm}"),
                       ("02_evaluate.ipynb", {"which": arm}, f"{n + 2:02d}_evaluate-{arm}")]
+    if run.forgetting is not None:
+        steps += [("09_forgetting.ipynb", {}, f"{len(steps) + (run.student is None) + 1:02d}_forgetting")]
     n = len(steps) + (run.student is None)
     return steps + [("05_figures.ipynb", {}, f"{n + 1:02d}_figures"), ("08_explore.ipynb", {}, f"{n + 2:02d}_explore")]
 

@@ -14,7 +14,7 @@ def _pins(lines):
 def test_environment_yml_pins_the_same_versions_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = _pins(project["dependencies"] + extras["dev"] + extras["lab"])
+    wanted = _pins(project["dependencies"] + extras["dev"] + extras["lab"] + extras["forgetting"])
     text = (ROOT / "environment.yml").read_text()
     pip_section = text.split("- pip:", 1)[1]
     listed = [line.strip()[2:] for line in pip_section.splitlines() if line.strip().startswith("- ")]

@@ -86,8 +86,16 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
         assert "application/vnd.jupyter.widget-view+json" not in kinds, name
     train_cell = next(c for c in executed["04_train-r3"].cells if "train_stage(" in c.source)
     assert any("image/png" in o.get("data", {}) for o in train_cell.outputs)  # the live curves, last frame kept
-    explore_text = json.dumps([c.outputs for c in executed["09_explore"].cells if c.cell_type == "code"])
+    explore_text = json.dumps([c.outputs for c in executed["10_explore"].cells if c.cell_type == "code"])
     assert "episodes of 3 models: vanilla, trained, retry_control" in explore_text
+    forgetting = json.loads((run_dir / "forgetting.json").read_text())  # lm-eval ran vanilla and both arms
+    assert list(forgetting["models"]) == ["vanilla", "trained", "retry_control"]
+    assert list(forgetting["tasks"]) == list(resolve("smoke").forgetting.tasks)
+    for entry in forgetting["tasks"].values():
+        assert all(0 <= score["value"] <= 1 and score["n"] == 6 for score in entry["scores"].values())
+        assert set(entry["differences"]) == {"trained", "retry_control"}
+    assert (run_dir / "figures" / "forgetting.png").stat().st_size > 0 and (run_dir / "figures" / "forgetting.md").exists()
+    assert any("image/png" in o.get("data", {}) for c in executed["08_forgetting"].cells for o in c.get("outputs", []))
     stamp = (run_dir / "metrics.json").stat().st_mtime
     reproduce("smoke", run_dir)  # a second run regenerates the files
     assert (run_dir / "metrics.json").stat().st_mtime > stamp
@@ -198,4 +206,4 @@ def test_reproduce_plan_runs_every_arm_a_profile_defines():
                                                                                   "attempt_tokens": 56}}))]
     assert names == ["01_make_student", "02_evaluate-vanilla", "03_mine_failures", "04_train-r3", "05_evaluate-trained",
                      "06_train-grpo", "07_evaluate-grpo", "08_train-retry_control", "09_evaluate-retry_control",
-                     "10_figures", "11_explore"]
+                     "10_forgetting", "11_figures", "12_explore"]

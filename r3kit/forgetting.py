@@ -1,0 +1,261 @@
+"""The forgetting check: what training cost a model elsewhere, measured by lm-evaluation-harness.
+
+The paper compares trained and vanilla models on MMLU-Pro, GSM8K, HellaSwag and MATH. Here:
+  1. check the settings before any model loads: every task name is one the harness knows (else the
+     close matches are listed) and every task's data loads (else the task and its hub dataset are named);
+  2. evaluate each model in-process, vanilla first, then each trained variant with the weights its test
+     evaluation used (the base model with its saved adapter, or its fully fine-tuned weights), through
+     lm_eval.simple_evaluate on the harness's own HF wrapper (HFLM), all with the same settings and seeds;
+  3. write forgetting.json: per task, the metric, each model's score with lm-eval's standard error, and
+     each trained model's difference from vanilla, paired item by item on lm-eval's per-sample scores
+     (95% t interval and two-sided p from scipy's ttest_rel; exact McNemar as well when scores are 0/1).
+     lm-eval's own results and per-sample logs go to forgetting/<model>/ for inspection.
+A model whose results are already in forgetting/<model>/ with the same settings is not evaluated again,
+so a crash loses nothing already written. r3kit writes no benchmark code: tasks, prompts, few-shot
+examples, generation and scoring are lm-eval's (or, for the CPU student, YAML tasks the harness runs,
+r3kit/harness_tasks/, scored by the kit's verifier).
+
+Benchmarks of the GPU profiles (lm-eval's task names): mmlu_pro (14 subjects, 5-shot chain of thought,
+exact match after its answer extraction), gsm8k (5-shot, strict match), hellaswag (0-shot, length-
+normalised accuracy) and minerva_math (7 MATH subjects, 4-shot Minerva prompt, exact match after
+answer normalisation); `limit` is per task, so per subject for the two groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r3kit.io import read_json, write_json
+
+PAPER_BENCHMARKS = ("mmlu_pro", "gsm8k", "hellaswag", "minerva_math")
+# The metric reported per task ("<metric>,<filter>", lm-eval's key); tasks not named here report the first
+# metric of their config with its first filter.
+METRICS = {"mmlu_pro": "exact_match,custom-extract", "gsm8k": "exact_match,strict-match",
+           "hellaswag": "acc_norm,none", "minerva_math": "exact_match,none"}
+COMPARED = ("trained", "grpo", "retry_control")
+
+
+@dataclass
+class ForgettingConfig:
+    tasks: tuple[str, ...] = PAPER_BENCHMARKS  # lm-eval task or group names (r3kit's own tasks included)
+    limit: int | None = None  # examples per task (per subtask of a group); None: all
+    num_fewshot: int | None = None  # None: each task's own few-shot count
+    batch_size: int = 8
+    apply_chat_template: bool = False  # render prompts (few-shot examples as turns) with the model's chat template
+    compare: tuple[str, ...] = COMPARED  # evaluations set against vanilla; those the profile does not train are skipped
+    metrics: dict[str, str] = field(default_factory=dict)  # task -> "<metric>,<filter>", over METRICS
+    include_path: str | None = None  # a folder of extra task YAMLs
+    seed: int = 0  # lm-eval's python, numpy, torch and few-shot seeds
+    bootstrap_iters: int = 1000  # lm-eval's standard errors of metrics that are not means
+
+    def validate(self) -> None:
+        from r3kit.pipeline import parse_which
+
+        if not self.tasks:
+            raise ValueError("forgetting.tasks is empty: name at least one lm-eval task")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"forgetting.limit must be >= 1 or None, got {self.limit}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise ValueError(f"forgetting.num_fewshot must be >= 0 or None, got {self.num_fewshot}")
+        if self.batch_size < 1:
+            raise ValueError(f"forgetting.batch_size must be >= 1, got {self.batch_size}")
+        for which in self.compare:
+            if parse_which(which)[0] is None:
+                raise ValueError("forgetting.compare names trained evaluations; vanilla is always evaluated")
+        if self.include_path is not None and not Path(self.include_path).is_dir():
+            raise ValueError(f"forgetting.include_path {self.include_path!r} is not a folder")
+
+    def metric(self, task: str) -> str | None:
+        return {**METRICS, **self.metrics}.get(task)
+
+    def settings(self) -> dict[str, Any]:
+        """What must be equal for two results to be comparable (not `compare`: which models to run)."""
+        from importlib.metadata import version
+
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "compare"}
+        return json.loads(json.dumps({**out, "lm_eval": version("lm_eval")}))
+
+
+def task_manager(cfg: ForgettingConfig):
+    """lm-eval's TaskManager over its own tasks, r3kit's (r3kit/harness_tasks) and cfg.include_path."""
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError as err:
+        raise ImportError("the forgetting check needs lm-evaluation-harness: pip install 'r3kit[forgetting]' "
+                          "(lm-eval[math]==0.4.13)") from err
+    from r3kit.harness_tasks import FOLDER
+
+    return TaskManager(include_path=[str(FOLDER), *([cfg.include_path] if cfg.include_path else [])])
+
+
+def _hub_datasets(manager, name: str, depth: int = 0) -> list[str]:
+    """The hub datasets a task or group reads, from its YAML (a group: its members')."""
+    entry = manager.task_index.get(name)
+    if entry is None or depth > 4:
+        return []
+    cfg = entry.cfg or {}
+    if cfg.get("dataset_path") and not cfg.get("custom_dataset"):
+        return [str(cfg["dataset_path"]) + (f" ({cfg['dataset_name']})" if cfg.get("dataset_name") else "")]
+    members = cfg.get("task", [])
+    out: list[str] = []
+    for member in members if isinstance(members, list) else [members]:
+        member = member.get("task") if isinstance(member, dict) else member
+        if isinstance(member, str) and member != name:
+            out += [d for d in _hub_datasets(manager, member, depth + 1) if d not in out]
+    return out[:3]
+
+
+def check_tasks(cfg: ForgettingConfig, manager=None) -> dict:
+    """Every task name known and its data loaded (lm-eval's TaskManager.load), before any model loads;
+    returns what it loaded. Unknown names list close matches; unreachable data names the hub dataset."""
+    manager = manager or task_manager(cfg)
+    known = set(manager.all_tasks)
+    for name in cfg.tasks:
+        if name not in known:
+            close = difflib.get_close_matches(name, manager.all_tasks, n=6, cutoff=0.6)
+            raise ValueError(f"unknown lm-eval task {name!r}; close matches: {close or 'none'} "
+                             "(`lm-eval ls tasks` lists them all)")
+    for name in cfg.tasks:
+        try:
+            manager.load([name])
+        except Exception as err:  # the harness raises whatever datasets or its task code raise
+            datasets_ = _hub_datasets(manager, name)
+            where = f"the hub dataset {', '.join(datasets_)}" if datasets_ else "its data"
+            offline = " (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)" if (
+                os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")) else ""
+            raise ValueError(f"forgetting task {name!r}: could not load {where}{offline}. Download it once with "
+                             f"internet, or drop the task from forgetting.tasks. ({type(err).__name__}: "
+                             f"{str(err)[:300]})") from err
+    return manager.load(list(cfg.tasks))
+
+
+def evaluate_model(model, tokenizer, cfg: ForgettingConfig, manager=None, max_length: int | None = None) -> dict:
+    """lm-eval's results (with per-sample logs under "samples") for a loaded HF model."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size, max_length=max_length)
+    seed = cfg.seed
+    return simple_evaluate(
+        model=lm, tasks=list(cfg.tasks), task_manager=manager or task_manager(cfg), limit=cfg.limit,
+        num_fewshot=cfg.num_fewshot, apply_chat_template=cfg.apply_chat_template,
+        fewshot_as_multiturn=cfg.apply_chat_template, log_samples=True, bootstrap_iters=cfg.bootstrap_iters,
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+
+
+def _jsonable(value):
+    from lm_eval.utils import handle_non_serializable
+
+    return json.loads(json.dumps(value, default=handle_non_serializable))
+
+
+def save_results(results: dict, out: Path, settings: dict, weights: dict) -> dict:
+    """forgetting/<model>/: samples_<task>.jsonl (lm-eval's per-sample logs) and results.json (the rest,
+    plus the settings and weights it ran with; written last, so its presence means the model is done)."""
+    from r3kit.io import write_jsonl
+
+    for task, samples in sorted(results.get("samples", {}).items()):
+        write_jsonl(out / f"samples_{task}.jsonl", _jsonable(samples))
+    summary = {"settings": settings, "weights": weights,
+               **{k: _jsonable(results[k]) for k in ("results", "groups", "group_subtasks", "n-samples",
+                                                     "higher_is_better", "configs", "versions") if k in results}}
+    write_json(out / "results.json", summary)
+    return summary
+
+
+def _metric_key(cfg: ForgettingConfig, task: str, results: dict) -> str:
+    chosen = cfg.metric(task)
+    scores = results["results"].get(task, {})
+    if chosen is None:
+        chosen = next((k for k in scores if "," in k and "_stderr," not in k), None)
+    if chosen is None or chosen not in scores:
+        raise ValueError(f"lm-eval reported no {chosen or 'metric'} for {task}; it reported "
+                         f"{sorted(k for k in scores if ',' in k)} (set forgetting.metrics)")
+    return chosen
+
+
+def _leaves(results: dict, task: str) -> list[str]:
+    members = results.get("group_subtasks", {}).get(task)
+    if not members:
+        return [task]
+    return [leaf for member in members for leaf in _leaves(results, member)]
+
+
+def per_sample(folder: Path, results: dict, task: str, metric_key: str) -> dict[tuple[str, int], float]:
+    """{(subtask, doc_id): score} of `metric_key` ("acc_norm,none") from the per-sample logs in `folder`."""
+    from r3kit.io import read_jsonl
+
+    metric, _, filter_ = metric_key.partition(",")
+    out = {}
+    for leaf in _leaves(results, task):
+        for sample in read_jsonl(folder / f"samples_{leaf}.jsonl"):
+            if sample.get("filter", "none") == filter_ and metric in sample:
+                out[(leaf, int(sample["doc_id"]))] = float(sample[metric])
+    return out
+
+
+def paired_difference(before: list[float], after: list[float]) -> dict[str, Any]:
+    """after - before over paired items: the mean difference, its 95% t interval and two-sided p (scipy's
+    ttest_rel); with 0/1 scores also the exact McNemar test (r3kit.stats.mcnemar)."""
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    from r3kit.stats import mcnemar
+
+    if len(before) != len(after) or not before:
+        raise ValueError(f"paired scores need equal, non-zero lengths, got {len(before)} and {len(after)}")
+    diffs = np.asarray(after) - np.asarray(before)
+    out: dict[str, Any] = {"n": len(diffs), "difference": float(diffs.mean())}
+    if np.ptp(diffs) == 0:  # every item moved by the same amount (usually none): no spread for a t interval
+        out.update(ci_low=float(diffs[0]), ci_high=float(diffs[0]), p_t=1.0 if diffs[0] == 0 else None)
+    else:
+        test = ttest_rel(after, before)
+        ci = test.confidence_interval(0.95)
+        out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue))
+    if set(before) | set(after) <= {0.0, 1.0}:
+        out["mcnemar"] = mcnemar([b == 1.0 for b in before], [a == 1.0 for a in after])
+    return out
+
+
+def summarize(cfg: ForgettingConfig, folder: Path, names: list[str]) -> dict:
+    """forgetting.json's content from forgetting/<name>/ of each model (names[0] is vanilla)."""
+    runs = {name: read_json(folder / name / "results.json") for name in names}
+    base = names[0]
+    tasks = {}
+    for task in cfg.tasks:
+        key = _metric_key(cfg, task, runs[base])
+        metric, _, _ = key.partition(",")
+        stderr_key = key.replace(",", "_stderr,", 1)
+        entry: dict[str, Any] = {"metric": key, "higher_is_better": runs[base].get("higher_is_better", {}).get(task, {})
+                                 .get(metric, True), "scores": {}, "differences": {}}
+        samples = {name: per_sample(folder / name, runs[name], task, key) for name in names}
+        for name in names:
+            scores = runs[name]["results"][task]
+            stderr = scores.get(stderr_key)
+            entry["scores"][name] = {"value": float(scores[key]),
+                                     "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                                     "n": len(samples[name])}
+        for name in names[1:]:
+            items = sorted(samples[base].keys() & samples[name].keys())
+            if items:
+                entry["differences"][name] = paired_difference([samples[base][i] for i in items],
+                                                               [samples[name][i] for i in items])
+        tasks[task] = entry
+    return {"settings": runs[base]["settings"], "models": {name: runs[name]["weights"] for name in names},
+            "vanilla": base, "tasks": tasks,
+            "test": "trained - vanilla per item (lm-eval's per-sample scores): mean, 95% t interval, two-sided "
+                    "paired t p (scipy ttest_rel); exact two-sided McNemar for 0/1 scores"}
+
+
+def done(folder: Path, settings: dict, weights: dict) -> bool:
+    path = folder / "results.json"
+    if not path.exists():
+        return False
+    saved = read_json(path)
+    return saved.get("settings") == settings and saved.get("weights") == weights
