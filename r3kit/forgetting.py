@@ -150,9 +150,16 @@ def evaluate_model(model, tokenizer, cfg: ForgettingConfig, manager=None, max_le
 
 
 def _jsonable(value):
+    """JSON as lm-eval writes it, except that a task's functions are named ("utils.load"), not shown with their
+    memory address, so the same run writes the same files."""
     from lm_eval.utils import handle_non_serializable
 
-    return json.loads(json.dumps(value, default=handle_non_serializable))
+    def default(obj):
+        if callable(obj) and hasattr(obj, "__qualname__"):
+            return f"{Path(str(getattr(obj, '__module__', ''))).name}.{obj.__qualname__}"
+        return handle_non_serializable(obj)
+
+    return json.loads(json.dumps(value, default=default))
 
 
 def save_results(results: dict, out: Path, settings: dict, weights: dict) -> dict:

@@ -350,7 +350,9 @@ def forgetting_stage(run: RunConfig) -> dict:
             recorded = portable(weights)  # as results.json holds them
             if forgetting.done(folder / name, settings, recorded):
                 continue
-            model, tokenizer = load_model(dataclasses.replace(run.model, name=weights["model"]), adapter=weights["adapter"])
+            # lm-eval generates through transformers (HFLM): no vLLM engine for this stage
+            model, tokenizer = load_model(dataclasses.replace(run.model, name=weights["model"], fast_inference=False),
+                                          adapter=weights["adapter"])
             try:
                 results = forgetting.evaluate_model(model, tokenizer, cfg, manager, run.model.max_seq_length)
             finally:
