@@ -12,7 +12,10 @@ recorded even when it fails:
      groups, read from TRL's log), the saved adapter evaluated;
   3. the two control arms at the same budget through the same trainer: plain GRPO on first attempts
      (reward_target "attempt") and the fair retry-reward control (one greedy reflection shared per group);
-     every arm's checkpoints scored on the validation split, the chosen and the last weights on test.
+     every arm's checkpoints scored on the validation split, the chosen and the last weights on test;
+  4. the forgetting check through lm-evaluation-harness (HFLM on the card): vanilla and the three arms'
+     LoRA adapters on r3kit's Countdown harness tasks (200 examples each), forgetting.json complete.
+     It needs lm-eval (the `forgetting` extra) on the GPU machine.
 Generation is transformers' (fast_inference off), so it needs no vLLM; the vLLM path is what the profiles'
 `fast_inference` adds on top.
 """
@@ -77,6 +80,7 @@ def main(run_dir: str, out_json: str) -> int:
                   "learning_rate": 1e-4, "lora_r": 16, "lora_alpha": 32, "save_steps": 1},
         "grpo": {"reward_target": "attempt", "attempt_tokens": 56},
         "select": {"metric": "second_try", "n_examples": 200},
+        "forgetting": {"limit": 200, "compare": ["trained", "grpo", "retry_control"]},
     })
 
     def evaluate(which):
@@ -118,6 +122,15 @@ def main(run_dir: str, out_json: str) -> int:
         record(f"train_{arm}_3_steps", lambda arm=arm: train(arm))
         record(f"select_{arm}_on_validation", lambda which=which: selection(which))
         record(f"evaluate_{arm}", lambda which=which: evaluate(which))
+
+    def forgetting_check():
+        from r3kit.pipeline import forgetting_stage
+
+        summary = forgetting_stage(run)
+        return {"models": summary["models"], "tasks": {task: {name: s["value"] for name, s in entry["scores"].items()}
+                                                       for task, entry in summary["tasks"].items()}}
+
+    record("forgetting_lm_eval", forgetting_check)
     failed = [name for name, part in report["parts"].items() if not part["ok"]]
     print("failed parts:", failed or "none")
     return 1 if failed else 0

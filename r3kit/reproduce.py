@@ -106,14 +106,17 @@ def environment() -> dict:
             versions[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:
             versions[name] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-        # results/ is left out: a fresh run clears its own committed outputs before this is recorded
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-                                    cwd=project_root(), capture_output=True, text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
+    def git(*args: str) -> str | None:  # None outside a checkout, without git, or when git is too slow to answer
+        try:
+            done = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD") or None
+    # results/ is left out: a fresh run clears its own committed outputs before this is recorded
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results") if commit else None
+    dirty = None if status is None else bool(status)
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
