@@ -47,6 +47,7 @@ class ForgettingConfig:
     limit: int | None = None  # examples per task (per subtask of a group); None: all
     num_fewshot: int | None = None  # None: each task's own few-shot count
     batch_size: int = 8
+    max_length: int | None = None  # tokens of prompt + answer; None: the model's max_seq_length (the model loads with it)
     apply_chat_template: bool = False  # render prompts (few-shot examples as turns) with the model's chat template
     compare: tuple[str, ...] = COMPARED  # evaluations set against vanilla; those the profile does not train are skipped
     metrics: dict[str, str] = field(default_factory=dict)  # task -> "<metric>,<filter>", over METRICS
@@ -65,6 +66,8 @@ class ForgettingConfig:
             raise ValueError(f"forgetting.num_fewshot must be >= 0 or None, got {self.num_fewshot}")
         if self.batch_size < 1:
             raise ValueError(f"forgetting.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_length is not None and self.max_length < 16:
+            raise ValueError(f"forgetting.max_length must be >= 16 tokens or None, got {self.max_length}")
         for which in self.compare:
             if parse_which(which)[0] is None:
                 raise ValueError("forgetting.compare names trained evaluations; vanilla is always evaluated")
@@ -75,20 +78,28 @@ class ForgettingConfig:
         return {**METRICS, **self.metrics}.get(task)
 
     def settings(self) -> dict[str, Any]:
-        """What must be equal for two results to be comparable (not `compare`: which models to run)."""
+        """What lm-eval's results depend on (not `compare`, which models run, nor `metrics`, which one is reported)."""
         from importlib.metadata import version
 
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "compare"}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("compare", "metrics")}
         return json.loads(json.dumps({**out, "lm_eval": version("lm_eval")}))
+
+
+def require_harness() -> None:
+    """An ImportError that says how to install lm-eval, or nothing (checked before a run's first stage)."""
+    from importlib.util import find_spec
+
+    if find_spec("lm_eval") is None:
+        raise ImportError("this profile runs the forgetting check, which needs lm-evaluation-harness: "
+                          "pip install 'r3kit[forgetting]' (lm-eval[math]==0.4.13), or leave the check out with "
+                          "--set forgetting=null (overrides {\"forgetting\": None})")
 
 
 def task_manager(cfg: ForgettingConfig):
     """lm-eval's TaskManager over its own tasks, r3kit's (r3kit/harness_tasks) and cfg.include_path."""
-    try:
-        from lm_eval.tasks import TaskManager
-    except ImportError as err:
-        raise ImportError("the forgetting check needs lm-evaluation-harness: pip install 'r3kit[forgetting]' "
-                          "(lm-eval[math]==0.4.13)") from err
+    require_harness()
+    from lm_eval.tasks import TaskManager
+
     from r3kit.harness_tasks import FOLDER
 
     return TaskManager(include_path=[str(FOLDER), *([cfg.include_path] if cfg.include_path else [])])
@@ -111,9 +122,10 @@ def _hub_datasets(manager, name: str, depth: int = 0) -> list[str]:
     return out[:3]
 
 
-def check_tasks(cfg: ForgettingConfig, manager=None) -> dict:
-    """Every task name known and its data loaded (lm-eval's TaskManager.load), before any model loads;
-    returns what it loaded. Unknown names list close matches; unreachable data names the hub dataset."""
+def check_tasks(cfg: ForgettingConfig, manager=None, max_length: int | None = None) -> dict:
+    """Before any model loads: every name is a task or a scoring group lm-eval knows (unknown names list close
+    matches; a tag, which has no score of its own, is refused), its data loads through TaskManager.load (else the
+    task and its hub dataset are named), and its answers fit `max_length` tokens. Returns what it loaded."""
     manager = manager or task_manager(cfg)
     known = set(manager.all_tasks)
     for name in cfg.tasks:
@@ -121,6 +133,9 @@ def check_tasks(cfg: ForgettingConfig, manager=None) -> dict:
             close = difflib.get_close_matches(name, manager.all_tasks, n=6, cutoff=0.6)
             raise ValueError(f"unknown lm-eval task {name!r}; close matches: {close or 'none'} "
                              "(`lm-eval ls tasks` lists them all)")
+        if name in manager.all_tags:
+            raise ValueError(f"lm-eval name {name!r} is a tag (tasks without a combined score): name its tasks, "
+                             "or a group, in forgetting.tasks")
     for name in cfg.tasks:
         try:
             manager.load([name])
@@ -132,7 +147,20 @@ def check_tasks(cfg: ForgettingConfig, manager=None) -> dict:
             raise ValueError(f"forgetting task {name!r}: could not load {where}{offline}. Download it once with "
                              f"internet, or drop the task from forgetting.tasks. ({type(err).__name__}: "
                              f"{str(err)[:300]})") from err
-    return manager.load(list(cfg.tasks))
+    loaded = manager.load(list(cfg.tasks))
+    for name in cfg.tasks:
+        group = loaded["groups"].get(name)
+        if group is not None and not group.has_aggregation:
+            raise ValueError(f"lm-eval group {name!r} reports no combined score (no aggregate_metric_list): name its "
+                             f"tasks in forgetting.tasks instead ({', '.join(group.child_names[:8])} ...)")
+    for name, task in loaded["tasks"].items():
+        if max_length is not None and task.get_config("output_type") == "generate_until":
+            answer = (task.get_config("generation_kwargs") or {}).get("max_gen_toks", 256)  # HFLM's default
+            if int(answer) >= max_length:
+                raise ValueError(f"lm-eval task {name!r} generates up to {answer} tokens, which leaves no room for its "
+                                 f"prompt in {max_length} tokens: set forgetting.max_length above {answer} "
+                                 "(the model then loads with that context)")
+    return loaded
 
 
 def evaluate_model(model, tokenizer, cfg: ForgettingConfig, manager=None, max_length: int | None = None) -> dict:
@@ -258,6 +286,22 @@ def summarize(cfg: ForgettingConfig, folder: Path, names: list[str]) -> dict:
             "vanilla": base, "tasks": tasks,
             "test": "trained - vanilla per item (lm-eval's per-sample scores): mean, 95% t interval, two-sided "
                     "paired t p (scipy ttest_rel); exact two-sided McNemar for 0/1 scores"}
+
+
+def fingerprint(folder: str | Path) -> str | None:
+    """A short hash of a local weights folder's files (name, size, first 16 MB of each), so results of weights
+    trained again into the same folder are not mistaken for these; None for a hub name or a built-in model."""
+    import hashlib
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest.update(f"{path.name}:{path.stat().st_size}:".encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(16 << 20))
+    return digest.hexdigest()[:16]
 
 
 def done(folder: Path, settings: dict, weights: dict) -> bool:

@@ -25,7 +25,8 @@ workstation or cloud A100/H100). How they are sized (memory in GB; B = billions 
 Learning rate 5e-6 with LoRA rank 16 (T4) or 32 (A100), alpha twice the rank, KL weight 0.001 (a guess).
 Precision follows the card: bf16 where it has it, fp16 on a T4 (train.precision).
 Forgetting check: the paper's four benchmarks through lm-eval (mmlu_pro, gsm8k, hellaswag, minerva_math, with
-the model's chat template), `limit` examples per task and per subject of a group: 10 on a T4, 50 on a 40 GB
+the model's chat template, in a 4,096-token context: mmlu_pro lets an answer run to 2,048 tokens), `limit`
+examples per task and per subject of a group: 10 on a T4, 50 on a 40 GB
 A100, 100 on an 80 GB A100, i.e. 220 / 1,100 / 2,200 generated answers (mostly chain of thought) plus
 hellaswag's choices per model, for vanilla and each trained arm. lm-eval generates through transformers
 (HFLM), not vLLM, so these are estimates from answer counts, not timings: raise them when time allows.
@@ -82,7 +83,7 @@ def size(params_b: float, gpu: str, task: str) -> dict[str, Any]:
                   "generation_batch_size": 256, "save_steps": 25},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
         "forgetting": {"tasks": list(PAPER_BENCHMARKS), "limit": FORGETTING_LIMIT[gpu], "batch_size": 8 if small else 32,
-                       "apply_chat_template": True},
+                       "max_length": 4096, "apply_chat_template": True},
     }
 
 

@@ -324,7 +324,9 @@ def forgetting_weights(run: RunConfig) -> dict[str, dict]:
         model, adapter = trained_weights(run, variant, _weights_of_step(run, variant, selection["selected"],
                                                                         selection["last"]))
         out[which] = {"model": model, "adapter": adapter, "step": selection["selected"]}
-    return out
+    from r3kit.forgetting import fingerprint
+
+    return {name: {**w, "fingerprint": fingerprint(w["adapter"] or w["model"])} for name, w in out.items()}
 
 
 def forgetting_stage(run: RunConfig) -> dict:
@@ -342,8 +344,9 @@ def forgetting_stage(run: RunConfig) -> dict:
         raise ValueError(f"profile {run.profile!r} has no forgetting section")
     folder = run.run_dir / "forgetting"
     with _timed(run, "forgetting"):
+        max_length = cfg.max_length or run.model.max_seq_length
         manager = forgetting.task_manager(cfg)
-        forgetting.check_tasks(cfg, manager)  # names and data, before any model loads
+        forgetting.check_tasks(cfg, manager, max_length)  # names, data and lengths, before any model loads
         models = forgetting_weights(run)
         settings = portable(cfg.settings())  # as results.json holds them
         for name, weights in models.items():
@@ -351,10 +354,11 @@ def forgetting_stage(run: RunConfig) -> dict:
             if forgetting.done(folder / name, settings, recorded):
                 continue
             # lm-eval generates through transformers (HFLM): no vLLM engine for this stage
-            model, tokenizer = load_model(dataclasses.replace(run.model, name=weights["model"], fast_inference=False),
+            model, tokenizer = load_model(dataclasses.replace(run.model, name=weights["model"], fast_inference=False,
+                                                              max_seq_length=max(max_length, run.model.max_seq_length)),
                                           adapter=weights["adapter"])
             try:
-                results = forgetting.evaluate_model(model, tokenizer, cfg, manager, run.model.max_seq_length)
+                results = forgetting.evaluate_model(model, tokenizer, cfg, manager, max_length)
             finally:
                 release(model)
             forgetting.save_results(results, folder / name, settings, recorded)
@@ -378,6 +382,10 @@ def run_all(run: RunConfig, log=print) -> list[str]:
     a disconnect continues where it stopped. Each stage frees its model (and vLLM engine) when it ends, so
     one GPU holds one at a time. Returns the stages it ran."""
     d = run.run_dir
+    if run.forgetting is not None:  # before the first stage, not after training
+        from r3kit.forgetting import require_harness
+
+        require_harness()
 
     def evaluated(which):  # the run's metrics.json gets `which` last, when the whole evaluation is written
         return lambda: (d / "metrics.json").exists() and which in read_json(d / "metrics.json")

@@ -142,6 +142,10 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     run = resolve(profile, out, overrides)
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks()
     steps = plan(run)
+    if run.forgetting is not None:  # before the first notebook, not after training
+        from r3kit.forgetting import require_harness
+
+        require_harness()
     missing = sorted({nb for nb, _, _ in steps if not (notebooks_dir / nb).exists()})
     if missing:
         raise ValueError(f"notebooks not found in {notebooks_dir}: {missing}")

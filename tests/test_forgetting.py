@@ -105,10 +105,12 @@ def test_harness_compares_vanilla_with_an_adapter_and_full_weights_and_repeats_e
     run_dir, tasks = trained_run
     summary = forgetting_stage(run_config(run_dir, tasks))
     assert summary == read_json(run_dir / "forgetting.json")
-    assert summary["models"] == {"vanilla": {"model": "tiny", "adapter": None, "step": None},
-                                 "trained": {"model": "tiny", "adapter": str(run_dir / "train/r3/adapter"), "step": 2},
-                                 "retry_control": {"model": str(run_dir / "train/retry_control/model"), "adapter": None,
-                                                   "step": 2}}
+    weights = {name: {k: v for k, v in w.items() if k != "fingerprint"} for name, w in summary["models"].items()}
+    assert weights == {"vanilla": {"model": "tiny", "adapter": None, "step": None},
+                       "trained": {"model": "tiny", "adapter": str(run_dir / "train/r3/adapter"), "step": 2},
+                       "retry_control": {"model": str(run_dir / "train/retry_control/model"), "adapter": None, "step": 2}}
+    fingerprints = [w["fingerprint"] for w in summary["models"].values()]
+    assert fingerprints[0] is None and None not in fingerprints[1:] and fingerprints[1] != fingerprints[2]
     assert list(summary["tasks"]) == list(TASKS)
     for task, entry in summary["tasks"].items():
         assert entry["metric"] == {"tiny_choice": "acc,none", "tiny_sums": "exact_match,none",
@@ -150,16 +152,35 @@ def test_harness_compares_vanilla_with_an_adapter_and_full_weights_and_repeats_e
         for task in TASKS:
             assert [s["resps"] for s in read_jsonl(again / "forgetting" / name / f"samples_{task}.jsonl")] == \
                 [s["resps"] for s in read_jsonl(run_dir / "forgetting" / name / f"samples_{task}.jsonl")]
+    # weights trained again into the same folder are other weights: only that model is evaluated again
+    from r3kit.models import ModelConfig, load_model, save_model
+
+    folder = again / "train" / "retry_control" / "model"
+    model, tokenizer = load_model(ModelConfig(name=str(folder)))
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.5)
+    save_model(model, tokenizer, folder)
+    before = {name: (again / "forgetting" / name / "results.json").stat().st_mtime_ns for name in summary["models"]}
+    retrained = forgetting_stage(run_config(again, tasks))
+    after = {name: (again / "forgetting" / name / "results.json").stat().st_mtime_ns for name in summary["models"]}
+    assert [name for name in before if before[name] != after[name]] == ["retry_control"]
+    assert retrained["models"]["retry_control"]["fingerprint"] != summary["models"]["retry_control"]["fingerprint"]
     # changed settings are a different experiment: vanilla is evaluated again (here on 4 items per task)
     changed = forgetting_stage(run_config(again, tasks, limit=4))
     assert all(entry["scores"]["vanilla"]["n"] == 4 for entry in changed["tasks"].values())
 
 
-def test_unknown_task_lists_close_matches():
+def test_unknown_names_tags_and_too_long_answers_are_refused_with_the_fix():
+    manager = forgetting.task_manager(ForgettingConfig())
     with pytest.raises(ValueError, match=r"unknown lm-eval task 'hellaswg'.*'hellaswag'"):
-        forgetting.check_tasks(ForgettingConfig(tasks=("hellaswg",)))
+        forgetting.check_tasks(ForgettingConfig(tasks=("hellaswg",)), manager)
     with pytest.raises(ValueError, match=r"r3kit_countdown_four_numbers"):
-        forgetting.check_tasks(ForgettingConfig(tasks=("r3kit_countdown_for_numbers",)))
+        forgetting.check_tasks(ForgettingConfig(tasks=("r3kit_countdown_for_numbers",)), manager)
+    with pytest.raises(ValueError, match=r"'ai2_arc' is a tag"):
+        forgetting.check_tasks(ForgettingConfig(tasks=("ai2_arc",)), manager)
+    with pytest.raises(ValueError, match=r"generates up to 56 tokens.*set forgetting.max_length above 56"):
+        forgetting.check_tasks(ForgettingConfig(tasks=("r3kit_countdown_far_targets",)), manager, max_length=50)
+    assert forgetting.check_tasks(ForgettingConfig(tasks=("r3kit_countdown_far_targets",)), manager, max_length=512)
 
 
 def test_unreachable_task_names_its_hub_dataset_before_any_model_loads(trained_run, monkeypatch):
@@ -170,11 +191,31 @@ def test_unreachable_task_names_its_hub_dataset_before_any_model_loads(trained_r
         raise AssertionError("a model loaded before the tasks were checked")
 
     monkeypatch.setattr(r3kit.models, "load_model", no_model)
-    run_dir, tasks = trained_run
-    with pytest.raises(ValueError, match=r"forgetting task 'gsm8k': could not load the hub dataset openai/gsm8k"):
-        forgetting_stage(run_config(run_dir.parent / "offline", tasks, tasks=["tiny_choice", "gsm8k"]))
-    with pytest.raises(ValueError, match=r"forgetting task 'mmlu_pro': could not load the hub dataset TIGER-Lab/MMLU-Pro"):
-        forgetting.check_tasks(ForgettingConfig(tasks=("mmlu_pro",)))
+    run_dir, _ = trained_run
+    include = write_tasks(run_dir.parent / "unreachable")  # a hub dataset no cache holds, alone and in a group
+    (include / "hub.yaml").write_text("task: tiny_hub\ndataset_path: r3kit-tests/never-published\ntest_split: test\n"
+                                      "output_type: generate_until\ndoc_to_text: '{{question}}'\n"
+                                      "doc_to_target: '{{answer}}'\nmetric_list:\n  - metric: exact_match\n")
+    (include / "group.yaml").write_text("group: tiny_group\ntask: [tiny_hub]\naggregate_metric_list:\n"
+                                        "  - metric: exact_match\n")
+    with pytest.raises(ValueError, match=r"forgetting task 'tiny_hub': could not load the hub dataset "
+                                         r"r3kit-tests/never-published \(HF_HUB_OFFLINE"):
+        forgetting_stage(run_config(run_dir.parent / "offline", include, tasks=["tiny_choice", "tiny_hub"]))
+    with pytest.raises(ValueError, match=r"forgetting task 'tiny_group': could not load the hub dataset "
+                                         r"r3kit-tests/never-published"):
+        forgetting.check_tasks(ForgettingConfig(tasks=("tiny_group",), include_path=str(include)))
+
+
+def test_a_run_without_lm_eval_stops_before_its_first_notebook(tmp_path, monkeypatch):
+    import importlib.util
+
+    from r3kit.reproduce import reproduce
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'r3kit\[forgetting\]'.*--set forgetting=null"):
+        reproduce("smoke", tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "notebooks").exists()
 
 
 def test_settings_are_checked_when_a_profile_resolves(tmp_path):
@@ -227,7 +268,8 @@ def test_harness_tasks_generate_solvable_problems_outside_the_students_world():
     far = utils.load(50, 2, [3], 1, 50, 101, 300)["test"]
     assert all(len(r["nums"]) == 4 for r in four) and world["num_counts"] == (3,)
     assert all(r["target"] > world["max_target"] for r in far)
-    assert list(utils.load(50, 2, [3], 1, 50, 101, 300)["test"]) == list(far)  # deterministic
+    utils._problems.cache_clear()
+    assert list(utils.load(50, 2, [3], 1, 50, 101, 300)["test"]) == list(far)  # deterministic, not only cached
     assert len({key(r) for r in far}) == 50
     arithmetic = utils.load_arithmetic(30, 3, [3], 1, 50, 1, 100)["test"]
     for row in arithmetic:
