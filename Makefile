@@ -1,7 +1,7 @@
 # The two commands of the README, each self-contained on a fresh machine:
 #   make reproduce   the default reproduction (profile cpu-demo, offline, CPU) into results/cpu-demo/
 #   make test        the test suite (the same command CI runs through .ci/run)
-# Both create .venv and install the pinned environment first (about 3 minutes and 6.5 GB the first time).
+# Both create .venv and install the pinned environment first (about 4 minutes and 7.1 GB the first time).
 
 PYTHON ?= python3
 VENV   ?= .venv
