@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r3kit.io import read_json, write_json
+from r3kit.stats import paired_difference
 
 PAPER_BENCHMARKS = ("mmlu_pro", "gsm8k", "hellaswag", "minerva_math")
 # The metric reported per task ("<metric>,<filter>", lm-eval's key); tasks not named here report the first
@@ -136,9 +137,10 @@ def check_tasks(cfg: ForgettingConfig, manager=None, max_length: int | None = No
         if name in manager.all_tags:
             raise ValueError(f"lm-eval name {name!r} is a tag (tasks without a combined score): name its tasks, "
                              "or a group, in forgetting.tasks")
-    for name in cfg.tasks:
+    loaded: dict = {"tasks": {}, "groups": {}}
+    for name in cfg.tasks:  # one at a time, so a failure names its task
         try:
-            manager.load([name])
+            part = manager.load([name])
         except Exception as err:  # the harness raises whatever datasets or its task code raise
             datasets_ = _hub_datasets(manager, name)
             where = f"the hub dataset {', '.join(datasets_)}" if datasets_ else "its data"
@@ -147,7 +149,8 @@ def check_tasks(cfg: ForgettingConfig, manager=None, max_length: int | None = No
             raise ValueError(f"forgetting task {name!r}: could not load {where}{offline}. Download it once with "
                              f"internet, or drop the task from forgetting.tasks. ({type(err).__name__}: "
                              f"{str(err)[:300]})") from err
-    loaded = manager.load(list(cfg.tasks))
+        loaded["tasks"].update(part["tasks"])
+        loaded["groups"].update(part["groups"])
     for name in cfg.tasks:
         group = loaded["groups"].get(name)
         if group is not None and not group.has_aggregation:
@@ -232,29 +235,6 @@ def per_sample(folder: Path, results: dict, task: str, metric_key: str) -> dict[
         for sample in read_jsonl(folder / f"samples_{leaf}.jsonl"):
             if sample.get("filter", "none") == filter_ and metric in sample:
                 out[(leaf, int(sample["doc_id"]))] = float(sample[metric])
-    return out
-
-
-def paired_difference(before: list[float], after: list[float]) -> dict[str, Any]:
-    """after - before over paired items: the mean difference, its 95% t interval and two-sided p (scipy's
-    ttest_rel); with 0/1 scores also the exact McNemar test (r3kit.stats.mcnemar)."""
-    import numpy as np
-    from scipy.stats import ttest_rel
-
-    from r3kit.stats import mcnemar
-
-    if len(before) != len(after) or not before:
-        raise ValueError(f"paired scores need equal, non-zero lengths, got {len(before)} and {len(after)}")
-    diffs = np.asarray(after) - np.asarray(before)
-    out: dict[str, Any] = {"n": len(diffs), "difference": float(diffs.mean())}
-    if np.ptp(diffs) == 0:  # every item moved by the same amount (usually none): no spread for a t interval
-        out.update(ci_low=float(diffs[0]), ci_high=float(diffs[0]), p_t=1.0 if diffs[0] == 0 else None)
-    else:
-        test = ttest_rel(after, before)
-        ci = test.confidence_interval(0.95)
-        out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue))
-    if set(before) | set(after) <= {0.0, 1.0}:
-        out["mcnemar"] = mcnemar([b == 1.0 for b in before], [a == 1.0 for a in after])
     return out
 
 

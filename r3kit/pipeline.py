@@ -309,9 +309,11 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
 
 
 def forgetting_weights(run: RunConfig) -> dict[str, dict]:
-    """{name: {"model", "adapter", "step"}} of the models the forgetting check compares: vanilla, then each
+    """{name: {"model", "adapter", "step", "fingerprint"}} of the models the forgetting check compares: vanilla, then each
     variant in forgetting.compare that the profile trains, with the weights its test evaluation used
     (the checkpoint chosen on validation, else the last)."""
+    from r3kit.forgetting import fingerprint
+
     out = {"vanilla": {"model": run.model.name, "adapter": None, "step": None}}
     for which in run.forgetting.compare:
         arm, seed = parse_which(which)
@@ -324,8 +326,6 @@ def forgetting_weights(run: RunConfig) -> dict[str, dict]:
         model, adapter = trained_weights(run, variant, _weights_of_step(run, variant, selection["selected"],
                                                                         selection["last"]))
         out[which] = {"model": model, "adapter": adapter, "step": selection["selected"]}
-    from r3kit.forgetting import fingerprint
-
     return {name: {**w, "fingerprint": fingerprint(w["adapter"] or w["model"])} for name, w in out.items()}
 
 

@@ -304,7 +304,7 @@ def study_differences(study: dict, out: Path) -> Path | None:
     return _save(fig, out)
 
 
-FORGETTING_LABELS = {"vanilla": "vanilla", **{key: label for key, label in MODELS}}
+FORGETTING_LABELS = dict(MODELS)
 
 
 def _forgetting(run_dir: Path) -> dict | None:

@@ -3,8 +3,8 @@
 Order (a study profile: 06 once per student, then 07):
 [01 make student] -> 02 evaluate vanilla -> 03 mine failures -> 04 train R3 -> 02 evaluate trained
 -> [04 train plain GRPO -> 02 evaluate it] -> [04 train retry-reward control -> 02 evaluate control]
--> [09 forgetting check] -> 05 figures -> 08 explore transcripts. Each notebook gets the same parameters (profile, run_dir, overrides) plus its own
-(which model to evaluate, which variant to train).
+-> [09 forgetting check] -> 05 figures -> 08 explore transcripts. Each notebook gets the same parameters
+(profile, run_dir, overrides) plus its own (which model to evaluate, which variant to train).
 The profile is resolved and validated before the first notebook starts. By default the run folder's
 earlier outputs are removed first, so every file is regenerated; `resume=True` keeps them, and mining
 and training then continue from their last chunk and checkpoint. manifest.json (profile, resolved
@@ -93,10 +93,10 @@ def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
             n = len(steps) + (run.student is None)
             steps += [("04_train.ipynb", {"variant": arm}, f"{n + 1:02d}_train-{arm}"),
                       ("02_evaluate.ipynb", {"which": arm}, f"{n + 2:02d}_evaluate-{arm}")]
-    if run.forgetting is not None:
-        steps += [("09_forgetting.ipynb", {}, f"{len(steps) + (run.student is None) + 1:02d}_forgetting")]
+    tail = [("09_forgetting.ipynb", "forgetting")] if run.forgetting is not None else []
+    tail += [("05_figures.ipynb", "figures"), ("08_explore.ipynb", "explore")]
     n = len(steps) + (run.student is None)
-    return steps + [("05_figures.ipynb", {}, f"{n + 1:02d}_figures"), ("08_explore.ipynb", {}, f"{n + 2:02d}_explore")]
+    return steps + [(notebook, {}, f"{n + i:02d}_{name}") for i, (notebook, name) in enumerate(tail, 1)]
 
 
 def environment() -> dict:

@@ -8,6 +8,8 @@
                               interval and the two-sided paired t-test p (scipy.stats.ttest_rel), with the
                               Wilcoxon signed-rank p beside it (scipy's "auto": exact without ties, a
                               permutation test with them); no t p-value when the seeds do not vary
+    paired_difference(b, a)   a - b over paired items (scores of one benchmark's items): mean, 95% t interval
+                              and two-sided p (scipy.stats.ttest_rel), with exact McNemar for 0/1 scores
 """
 
 from __future__ import annotations
@@ -57,6 +59,27 @@ def across_seeds(a: list[float], b: list[float]) -> dict[str, Any]:
     test = ttest_rel(a, b)
     ci = test.confidence_interval(0.95)
     out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue))
+    return out
+
+
+def paired_difference(before: list[float], after: list[float]) -> dict[str, Any]:
+    """after - before over paired items: the mean difference, its 95% t interval and two-sided p (scipy's
+    ttest_rel); with 0/1 scores also the exact McNemar test (mcnemar above)."""
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    if len(before) != len(after) or not before:
+        raise ValueError(f"paired scores need equal, non-zero lengths, got {len(before)} and {len(after)}")
+    diffs = np.asarray(after) - np.asarray(before)
+    out: dict[str, Any] = {"n": len(diffs), "difference": float(diffs.mean())}
+    if np.ptp(diffs) == 0:  # every item moved by the same amount (usually none): no spread for a t interval
+        out.update(ci_low=float(diffs[0]), ci_high=float(diffs[0]), p_t=1.0 if diffs[0] == 0 else None)
+    else:
+        test = ttest_rel(after, before)
+        ci = test.confidence_interval(0.95)
+        out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_t=float(test.pvalue))
+    if set(before) | set(after) <= {0.0, 1.0}:
+        out["mcnemar"] = mcnemar([b == 1.0 for b in before], [a == 1.0 for a in after])
     return out
 
 
