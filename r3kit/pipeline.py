@@ -367,6 +367,18 @@ def forgetting_stage(run: RunConfig) -> dict:
     return summary
 
 
+def forgetting_done(run: RunConfig) -> bool:
+    """True when forgetting.json summarises exactly the models and settings the stage would evaluate now."""
+    from r3kit.io import portable
+
+    path = run.run_dir / "forgetting.json"
+    if run.forgetting is None or not path.exists():
+        return False
+    saved = read_json(path)
+    models = {name: portable(w) for name, w in forgetting_weights(run).items()}
+    return saved.get("settings") == portable(run.forgetting.settings()) and saved.get("models") == models
+
+
 def figures_stage(run: RunConfig) -> list[Path]:
     """The paper-style table (PNG and Markdown) and figures, from the run's saved files only."""
     from r3kit import plots
@@ -402,8 +414,8 @@ def run_all(run: RunConfig, log=print) -> list[str]:
         if (run.grpo if arm == "grpo" else run.control) is not None:
             steps += [(f"train {arm}", lambda arm=arm: train_stage(run, arm), exists(d / "train" / arm / "summary.json")),
                       (f"evaluate {arm}", lambda arm=arm: evaluate_stage(run, arm), evaluated(arm))]
-    if run.forgetting is not None:  # models already evaluated with the same settings are skipped inside
-        steps += [("forgetting check", lambda: forgetting_stage(run), lambda: False)]
+    if run.forgetting is not None:  # a model already evaluated with the same settings and weights is skipped inside
+        steps += [("forgetting check", lambda: forgetting_stage(run), lambda: forgetting_done(run))]
     steps += [("figures", lambda: figures_stage(run), lambda: False)]
     ran = []
     for name, stage, done in steps:

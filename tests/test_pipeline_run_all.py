@@ -26,6 +26,7 @@ def test_run_all_skips_what_is_done_and_redoes_a_stage_cut_short(tmp_path, monke
     assert (tmp_path / "smoke" / "eval" / "trained" / "metrics.json").exists()
     first = (tmp_path / "smoke" / "eval" / "vanilla" / "metrics.json").stat().st_mtime
     ran = pipeline.run_all(run, log=lambda m: None)
-    assert ran == ["evaluate trained", "train retry_control", "evaluate retry_control", "figures"]
+    assert ran == ["evaluate trained", "train retry_control", "evaluate retry_control",
+                   "forgetting check", "figures"]  # the cut happened before the forgetting check ran
     assert (tmp_path / "smoke" / "eval" / "vanilla" / "metrics.json").stat().st_mtime == first  # not redone
     assert pipeline.run_all(run, log=lambda m: None) == ["figures"]
