@@ -169,7 +169,7 @@ def evaluate(model, tokenizer, task, examples, cfg: EvalConfig, out_dir: str | P
     for row in rows:
         task.validate_example(row)
     start = time.perf_counter()
-    generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size)
+    generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size, split=True)
     episodes = run_episodes(generator, task, rows, cfg.episode(), tuple(cfg.conditions))
     transcripts = [e.to_dict() for e in episodes]
     metrics = summarize(transcripts, tuple(cfg.conditions), task)

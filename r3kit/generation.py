@@ -21,6 +21,10 @@ attempts) identical samples. LoRA: the live adapter of a training model (`load_l
 load_tensors=True)`, whose config Unsloth writes into `live_dir`) or a saved adapter folder that vLLM
 reads from disk (`load_lora(folder)`, as Unsloth's GRPO notebooks evaluate a saved LoRA).
 Both count generated tokens and seconds, so `stats` reports tokens per second.
+With `split=True` (mining and evaluation under a launcher; see distributed.py) each rank generates its share
+of the one-process plan (HF: every N-th batch, with that batch's seed; vLLM: a block of requests, with their
+seeds) and every rank receives all completions in order: the same completions as one process. `stats`
+then counts the tokens of all ranks and this rank's seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from r3kit.distributed import gather_in_order, share, world
 from r3kit.models import for_inference, for_training, torch
 from r3kit.notebook import progress as tqdm
 
@@ -134,6 +139,7 @@ class HFGenerator:
     tokenizer: object
     batch_size: int = 64
     stats: Stats = field(default_factory=Stats)
+    split: bool = False  # share each call's batches among the launcher's processes (distributed.py)
 
     def generate(self, conversations: list[list[Message]], sampling: Sampling, progress: str | None = None) -> list[Completion]:
         sampling.validate()
@@ -147,8 +153,10 @@ class HFGenerator:
         device = next(self.model.parameters()).device
         results: list[Completion | None] = [None] * len(prompts)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        rank, size = world() if self.split else (0, 1)
+        mine = [(number, batch) for number, batch in enumerate(batches) if number % size == rank]
         with inference_mode(self.model):
-            for number, batch in enumerate(tqdm(batches, desc=progress, disable=progress is None, leave=False)):
+            for number, batch in tqdm(mine, desc=progress, disable=progress is None or rank > 0, leave=False):
                 width = max(len(prompts[i]) for i in batch)
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -164,6 +172,8 @@ class HFGenerator:
                 self.stats.seconds += time.perf_counter() - start
                 for row, i in enumerate(batch):
                     results[i] = self._completion(out[row, width:].tolist(), prompts[i], stops)
+        if size > 1:
+            results = _gathered(self.stats, {i: c for i, c in enumerate(results) if c is not None}, len(prompts))
         return results  # type: ignore[return-value]
 
     def _completion(self, generated: list[int], prompt: list[int], stops: list[int]) -> Completion:
@@ -173,6 +183,15 @@ class HFGenerator:
         self.stats.sequences += 1
         text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
         return Completion(text=text, token_ids=token_ids, prompt_ids=prompt, finished=end is not None)
+
+
+def _gathered(stats: Stats, part: dict[int, Completion], n: int) -> list[Completion]:
+    """All ranks' completions in order; stats count every rank's tokens (as one process would)."""
+    local = sum(len(c.token_ids) for c in part.values())
+    results = gather_in_order(part, n)
+    stats.tokens += sum(len(c.token_ids) for c in results) - local
+    stats.sequences += n - len(part)
+    return results
 
 
 @dataclass
@@ -188,6 +207,7 @@ class VLLMGenerator:
     adapter: str | None = None
     live_lora_dir: str | None = None
     stats: Stats = field(default_factory=Stats)
+    split: bool = False  # share each call's requests among the launcher's processes (distributed.py)
 
     def lora_request(self):
         if self.adapter is not None:  # path mode: vLLM reads the folder itself, once (the request is kept)
@@ -210,11 +230,14 @@ class VLLMGenerator:
             return []
         prompts = [prompt_ids(self.tokenizer, c) for c in conversations]
         stops = stop_ids(self.model, self.tokenizer)
-        params = [SamplingParams(**vllm_sampling_kwargs(sampling, seed, stops)) for seed in request_seeds(sampling, len(prompts))]
+        seeds = request_seeds(sampling, len(prompts))
+        rank, size = world() if self.split else (0, 1)
+        mine = share(size, len(prompts), rank)
+        params = [SamplingParams(**vllm_sampling_kwargs(sampling, seeds[i], stops)) for i in mine]
         lora = self.lora_request()
         start = time.perf_counter()
-        outputs = self.model.fast_generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sampling_params=params,
-                                           lora_request=lora, use_tqdm=progress is not None)
+        outputs = self.model.fast_generate([TokensPrompt(prompt_token_ids=prompts[i]) for i in mine],
+                                           sampling_params=params, lora_request=lora, use_tqdm=progress is not None and rank == 0)
         self.stats.seconds += time.perf_counter() - start
         results = []
         for output in outputs:
@@ -228,17 +251,23 @@ class VLLMGenerator:
                 text=sample.text, token_ids=list(sample.token_ids), prompt_ids=list(output.prompt_token_ids),
                 finished=sample.finish_reason == "stop", logprobs=logprobs,
             ))
+        if size > 1:
+            results = _gathered(self.stats, dict(zip(mine, results)), len(prompts))
         return results
 
 
-def make_generator(model, tokenizer, batch_size: int = 64, backend: str = "auto", live_lora_dir: str | None = None):
+def make_generator(model, tokenizer, batch_size: int = 64, backend: str = "auto", live_lora_dir: str | None = None,
+                   split: bool = False):
     """vLLM when the model carries Unsloth's vLLM engine (and backend allows it), else transformers.
-    A model loaded with a saved adapter for vLLM (`load_model(..., adapter=)`) generates with that adapter."""
+    A model loaded with a saved adapter for vLLM (`load_model(..., adapter=)`) generates with that adapter.
+    `split`: share every call among the launcher's processes (mining and evaluation; never the trainer's
+    rollout, whose prompts TRL has already shared out)."""
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"generation backend must be auto, hf or vllm, got {backend!r}")
     has_vllm = getattr(model, "vllm_engine", None) is not None
     if backend == "vllm" and not has_vllm:
         raise ValueError("backend='vllm' needs a model loaded with fast_inference=True on a GPU")
     if has_vllm and backend != "hf":
-        return VLLMGenerator(model, tokenizer, adapter=getattr(model, "r3kit_adapter", None), live_lora_dir=live_lora_dir)
-    return HFGenerator(model, tokenizer, batch_size=batch_size)
+        return VLLMGenerator(model, tokenizer, adapter=getattr(model, "r3kit_adapter", None), live_lora_dir=live_lora_dir,
+                             split=split)
+    return HFGenerator(model, tokenizer, batch_size=batch_size, split=split)

@@ -5,6 +5,8 @@ Records hold no machine's absolute path: `portable` rewrites a path inside the c
 checkout ("results/cpu-demo/student") and one under the home folder as "~/...", so a run folder reads the
 same on every machine. JSON written here goes through it; a path the user chose elsewhere (a Drive folder,
 say) stays as given.
+Under a launcher (several processes; distributed.py) only the main process writes: on other ranks a write
+returns the path and leaves the file alone, so N ranks that compute the same record never race for it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from r3kit.distributed import is_main
+
 
 def _atomic_write(path: str | Path, text: str) -> Path:
     path = Path(path)
+    if not is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)

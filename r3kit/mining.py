@@ -9,6 +9,8 @@ Problems are processed in chunks of `chunk_size`; each finished chunk is written
 chunks/chunk-NNNNNN.jsonl before the next starts. A killed run, started again with the same arguments,
 skips finished chunks and redoes only the unfinished one: nothing finished is lost or mined twice.
 At the end the kept rows become a `datasets` dataset on disk (dataset/) with manifest.json beside it.
+Under a launcher every rank runs this loop and generates its share of each chunk's attempts (the
+generator splits each call; distributed.py); the main process alone writes, the others wait for it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from r3kit.distributed import barrier, is_main
 from r3kit.generation import Sampling, make_generator
 from r3kit.io import read_json, read_jsonl, write_json, write_jsonl
 from r3kit.notebook import progress as tqdm
@@ -93,7 +96,7 @@ def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: 
     if state_path.exists() and read_json(state_path)["fingerprint"] != fingerprint:
         raise ValueError(f"{out_dir} holds a mining run with other parameters, model or data; use a new folder or delete it")
     write_json(state_path, {"fingerprint": fingerprint})
-    generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size)
+    generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size, split=True)
     starts = range(0, len(rows), cfg.chunk_size)
     start_time, resumed = time.perf_counter(), 0
     for number, start in enumerate(tqdm(starts, desc="mining", unit="chunk")):
@@ -103,6 +106,7 @@ def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: 
             continue
         kept, counts = mine_chunk(generator, task, rows[start : start + cfg.chunk_size], start, cfg, cfg.seed + number)
         write_jsonl(path, [{"counts": counts}, *kept])
+    barrier()  # every chunk written before any rank reads them back
     kept_rows, totals = [], {"problems": 0, "attempts": 0, "passed": 0, "kept": 0}
     for number in range(len(starts)):
         header, *kept = read_jsonl(chunk_dir / f"chunk-{number:06d}.jsonl")
@@ -110,7 +114,8 @@ def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: 
         for key in totals:
             totals[key] += header["counts"][key]
     dataset = datasets.Dataset.from_list(kept_rows) if kept_rows else datasets.Dataset.from_dict({})
-    dataset.save_to_disk(str(out_dir / "dataset"))
+    if is_main():
+        dataset.save_to_disk(str(out_dir / "dataset"))
     manifest: dict[str, Any] = {
         "model": model_name, "task": task.name, "parameters": asdict(cfg), "counts": totals,
         "attempt_accuracy": totals["passed"] / totals["attempts"],
@@ -118,6 +123,7 @@ def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: 
         "tokens_per_second": generator.stats.tokens_per_second,
     }
     write_json(out_dir / "manifest.json", manifest)
+    barrier()
     return dataset
 
 

@@ -18,6 +18,9 @@ each saved checkpoint and the final weights are evaluated on the validation spli
 and the test split evaluates the selected weights (eval/<which>/) and, if they differ, the last
 (eval/<which>-last/). The test split never takes part in a choice.
 The notebooks call these and show what they wrote; `r3kit reproduce` runs the notebooks in order.
+Several processes (a `launch` section; launch.py): mine_stage, train_stage and evaluate_stage then run
+`r3kit run STAGE` under the launcher as a subprocess, stream its output and return what it wrote; started
+by a launcher themselves (`r3kit run`), they run in every process (distributed.py).
 Every stage records its wall time in stages.json; evaluations also update the run's metrics.json
 ({"vanilla": ..., "trained": ..., "retry_control": ...}).
 """
@@ -29,6 +32,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from r3kit import launch
+from r3kit.distributed import barrier, world
 from r3kit.io import read_json, write_json
 from r3kit.profiles import RunConfig
 
@@ -81,6 +86,7 @@ def _timed(run: RunConfig, stage: str):
     times = read_json(path) if path.exists() else {}
     times[stage] = round(time.perf_counter() - start, 2)
     write_json(path, times)
+    barrier()  # under a launcher: no rank goes on before the main process has written the stage's files
 
 
 def _rows(run: RunConfig, split: str = "test") -> list[dict]:
@@ -161,7 +167,7 @@ def _evaluate_weights(run: RunConfig, name: str, adapter: str | None, rows: list
     check_context_with_tokenizer(run, rows, (cfg.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens), label, name)
     model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
     try:
-        generator = make_generator(model, tokenizer, batch_size=cfg.batch_size)
+        generator = make_generator(model, tokenizer, batch_size=cfg.batch_size, split=True)
         result = evaluate(model, tokenizer, run.get_task(), rows, cfg, out, label=label, generator=generator)
     except BaseException:
         release(model)
@@ -225,6 +231,9 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     from r3kit.models import release
 
     arm, seed = parse_which(which)
+    if launch.wanted(run):
+        launch.in_processes(run, "evaluate", ["--which", which])
+        return read_json(run.run_dir / "eval" / which / "metrics.json")
     if arm is None:
         targets = [(which, run.model.name, None, None)]
     else:
@@ -274,6 +283,9 @@ def mine_stage(run: RunConfig) -> dict:
     from r3kit.mining import mine_failures
     from r3kit.models import load_model, release
 
+    if launch.wanted(run):
+        launch.in_processes(run, "mine")
+        return read_json(run.run_dir / "failures" / "manifest.json")
     with _timed(run, "mine"):
         rows = load_split(run.data, "train")
         check_context_with_tokenizer(run, [dict(r) for r in rows],
@@ -296,6 +308,12 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
 
     cfg = arm_config(run, variant, seed)
     name = variant_name(variant, seed)
+    if launch.wanted(run):
+        from r3kit.train import check_processes
+
+        check_processes(cfg, run.launch.processes)
+        launch.in_processes(run, "train", ["--arm", variant, *(["--seed", str(seed)] if seed is not None else [])])
+        return read_json(run.run_dir / "train" / name / "summary.json")
     with _timed(run, f"train_{name}"):
         failures = load_failures(run.run_dir / "failures")
         if len(failures) and cfg.reward_target == "attempt":  # a fresh first attempt: the task prompt alone
@@ -428,6 +446,21 @@ def run_all(run: RunConfig, log=print) -> list[str]:
         ran.append(name)
         log(f"{name}: finished in {time.perf_counter() - start:.0f} s")
     return ran
+
+
+def run_stage(run: RunConfig, stage: str, arm: str = "r3", seed: int | None = None, which: str = "vanilla"):
+    """One stage by name (what `r3kit run STAGE` calls, in one process or in each of a launcher's)."""
+    if stage == "student":
+        if world()[1] > 1:
+            raise ValueError("the student stage runs in one process: start `r3kit run student` without a launcher")
+        return student_stage(run)
+    if stage == "mine":
+        return mine_stage(run)
+    if stage == "train":
+        return train_stage(run, arm, seed)
+    if stage == "evaluate":
+        return evaluate_stage(run, which)
+    raise ValueError(f"unknown stage {stage!r}; choose student, mine, train or evaluate")
 
 
 def load_run(run_dir: str | Path) -> dict:

@@ -29,6 +29,7 @@ from r3kit.evaluate import EvalConfig
 from r3kit.forgetting import ForgettingConfig
 from r3kit.gpu_profiles import NOT_FITTING, gpu_profiles
 from r3kit.io import checkout_root
+from r3kit.launch import LaunchConfig
 from r3kit.mining import MiningConfig
 from r3kit.models import ModelConfig
 from r3kit.selection import SelectionConfig
@@ -39,7 +40,7 @@ from r3kit.train import TrainConfig
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, "evaluate": EvalConfig,
             "mine": MiningConfig, "train": TrainConfig, "grpo": TrainConfig, "control": TrainConfig,
-            "select": SelectionConfig, "study": StudyConfig, "forgetting": ForgettingConfig}
+            "select": SelectionConfig, "study": StudyConfig, "forgetting": ForgettingConfig, "launch": LaunchConfig}
 ARM_SECTIONS = ("grpo", "control")  # overrides of `train`
 TOP_LEVEL = ("description", "task", "prompt_style")
 DEFAULT_PROFILE = "cpu-demo"
@@ -148,6 +149,8 @@ class RunConfig:
     select: SelectionConfig | None = None
     study: StudyConfig | None = None
     forgetting: ForgettingConfig | None = None
+    launch: LaunchConfig | None = None  # None: one process
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # as given to resolve (launch.py rebuilds the run)
 
     def get_task(self):
         return get_task(self.task, style=self.prompt_style)
@@ -241,6 +244,8 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         study=StudyConfig(**_coerce("study", StudyConfig, spec["study"])) if spec.get("study") is not None else None,
         forgetting=ForgettingConfig(**_coerce("forgetting", ForgettingConfig, spec["forgetting"]))
         if spec.get("forgetting") is not None else None,
+        launch=LaunchConfig(**_coerce("launch", LaunchConfig, spec["launch"])) if spec.get("launch") is not None else None,
+        overrides=overrides or {},
     )
     if run.study is not None:
         missing = [a for a in run.study.arms if (run.train if a == "r3" else run.grpo if a == "grpo" else run.control) is None]
@@ -253,7 +258,7 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         raise ValueError(f"train.reward_target must be 'reflection' (the R3 arm), got {run.train.reward_target!r}; "
                          "the other arms have their own sections (grpo, control)")
     for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control, run.grpo,
-                  run.select, run.study, run.forgetting):
+                  run.select, run.study, run.forgetting, run.launch):
         if stage is not None:
             stage.validate()
     check_budgets(run)

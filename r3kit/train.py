@@ -23,6 +23,11 @@ Logging: TRL's own trackers (`report_to`: trackio by default, local and accountl
 none), the kit's log.csv (stable column names, cut back to the checkpoint on resume, read by the figures
 and tests without a tracker), and in a notebook a live figure of the curves (r3kit/live.py).
 
+Several processes (`r3kit run train` under accelerate launch or torchrun): TRL shares each step's problems
+among the ranks (each rank gets whole GRPO groups: problems_per_step must be a multiple of the number of
+processes), every rank runs the rollout on its share with its own live-LoRA folder, DDP averages the
+gradients, and only the main process writes checkpoints, log.csv and the summary.
+
 Design: TRL's `rollout_func` hook rather than a reward function that owns a generator. The rollout
 generates both turns with r3kit's own batched generator (transformers on CPU, Unsloth's vLLM engine on
 GPU) and hands TRL exactly the token ids that form the trained completion; the retry text is forwarded
@@ -39,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from r3kit import tracking
+from r3kit.distributed import is_main, world
 from r3kit.generation import Sampling, make_generator
 from r3kit.io import portable, write_json
 from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, release, torch
@@ -138,6 +144,22 @@ def check_failures(task: Task, failures) -> None:
     missing = [c for c in (*task.columns, "failed_attempt") if c not in failures.column_names]
     if missing:
         raise ValueError(f"the failure dataset lacks column(s) {missing}; it has {failures.column_names}")
+
+
+def check_processes(cfg: TrainConfig, processes: int) -> None:
+    """A clear error when a step's rollouts cannot be shared among `processes` in whole GRPO groups."""
+    rollouts = cfg.problems_per_step * cfg.group_size
+    if cfg.problems_per_step % processes or rollouts % (cfg.micro_batch_size * processes):
+        raise ValueError(
+            f"{processes} processes cannot share a step in whole groups: problems_per_step ({cfg.problems_per_step}) must "
+            f"be a multiple of the process count, and problems_per_step * group_size ({rollouts}) a multiple of "
+            f"micro_batch_size * processes ({cfg.micro_batch_size} * {processes})")
+
+
+def live_lora_folder(out_dir: str | Path) -> Path:
+    """Where this rank's generator keeps the live adapter's config: one folder per rank under a launcher."""
+    rank, size = world()
+    return Path(out_dir) / ("live_lora" if size == 1 else f"live_lora-rank{rank}")
 
 
 def groups(prompts: list, size: int) -> list:
@@ -244,13 +266,15 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
 
     cfg.validate()
     check_failures(task, failures)
+    processes = world()[1]
+    check_processes(cfg, processes)
     out_dir = Path(out_dir)
     on_gpu = torch.cuda.is_available()
     report_to, trackers = tracking.callbacks(cfg.report_to)
     args = GRPOConfig(
         output_dir=str(out_dir / "checkpoints"), max_steps=cfg.steps, seed=cfg.seed,
         per_device_train_batch_size=cfg.micro_batch_size,
-        gradient_accumulation_steps=cfg.problems_per_step * cfg.group_size // cfg.micro_batch_size,
+        gradient_accumulation_steps=cfg.problems_per_step * cfg.group_size // (cfg.micro_batch_size * processes),
         num_generations=cfg.group_size, learning_rate=cfg.learning_rate, beta=cfg.beta, loss_type=cfg.loss_type,
         epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
@@ -259,12 +283,14 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         report_to=report_to, project=tracking.PROJECT, run_name=tracking.run_name(out_dir) if cfg.report_to != "none" else None,
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
         gradient_checkpointing=False, disable_tqdm=batch(),  # batch: the live figure is the record
+        **({"ddp_find_unused_parameters": False} if processes > 1 else {}),  # LoRA or full: every trainable weight is used
+        **({"ddp_backend": "gloo"} if processes > 1 and not on_gpu else {}),  # CPU processes (tests); GPUs: NCCL
     )
     log: dict = {}
     trainer = GRPOTrainer(
         model=model, processing_class=tokenizer, args=args, train_dataset=training_dataset(task, failures, cfg.reward_target),
         reward_funcs=[make_reward(task, log)],
-        rollout_func=make_rollout(task, cfg, log, out_dir / "live_lora", generator_factory),
+        rollout_func=make_rollout(task, cfg, log, live_lora_folder(out_dir), generator_factory),
     )
     trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
     if batch():  # disable_tqdm swaps the progress bar for a printout of every step's logs; the figure is the record
@@ -273,7 +299,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         trainer.remove_callback(PrinterCallback)
     for callback in trackers:
         trainer.add_callback(callback)
-    if cfg.live_every and in_notebook():
+    if cfg.live_every and in_notebook() and is_main():
         trainer.add_callback(LiveCurves(cfg.reward_target, cfg.live_every, out_dir / "log.csv"))
     return trainer
 
@@ -304,6 +330,7 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     config.json and log.csv; returns a summary."""
     cfg.validate()
     check_failures(task, failures)
+    check_processes(cfg, world()[1])
     out_dir = Path(out_dir)
     full = cfg.finetune == "full"
     model, tokenizer = load_model(model_cfg, full_finetuning=full)
@@ -315,12 +342,14 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     from r3kit.train_log import truncate_log  # after load_model: train_log imports transformers
 
     resume = last_checkpoint(out_dir)
-    truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
+    if is_main():
+        truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     final = out_dir / ("model" if full else "adapter")
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
+    trainer.save_model(str(final))  # the main process only (TrainingArguments.should_save)
+    if is_main():
+        tokenizer.save_pretrained(str(final))
     summary = {"steps": trainer.state.global_step, "resumed_from": resume, "saved": str(final),
                "wall_seconds": time.perf_counter() - start, "arm": cfg.reward_target,
                "generated_tokens": generated_tokens(out_dir / "log.csv"),

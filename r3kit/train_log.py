@@ -44,7 +44,7 @@ class CsvLogCallback(TrainerCallback):
         self.path = Path(path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "reward" not in logs:
+        if not logs or "reward" not in logs or not state.is_world_process_zero:  # one writer under a launcher
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()

@@ -1,0 +1,126 @@
+"""Run a stage in several processes from one process (a notebook, `r3kit reproduce`), through a launcher.
+
+Papermill runs a notebook in one kernel, which cannot become N processes. So when a profile's `launch`
+section asks for more than one process, the stage functions (pipeline.mine_stage, train_stage,
+evaluate_stage) do not run in the kernel: they start
+
+    accelerate launch --num_processes N [--config_file F] -m r3kit run STAGE --config <run folder>/launch/STAGE.json
+    torchrun --nproc_per_node N -m r3kit run STAGE --config ...                (launcher="torchrun")
+
+stream its output line by line into the notebook (the executed notebook stays the record of the run),
+and read back the files the main process wrote. The launched processes rebuild exactly this RunConfig
+from the JSON (profile, run folder and overrides), so one profile means the same run either way.
+A user on a node can also type the same command by hand: `r3kit run` works under either launcher and
+as a plain single process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from r3kit.distributed import world
+
+LAUNCHERS = ("accelerate", "torchrun")
+
+
+@dataclass
+class LaunchConfig:
+    processes: int = 1  # processes on this node (one per GPU; on CPU, gloo processes)
+    launcher: str = "accelerate"
+    config_file: str | None = None  # an accelerate config (configs/*.yaml); accelerate only
+    port: int | None = None  # the rendezvous port; None: a free one
+
+    def validate(self) -> None:
+        if self.processes < 1:
+            raise ValueError(f"launch.processes must be >= 1, got {self.processes}")
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"launch.launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+        if self.config_file is not None:
+            if self.launcher != "accelerate":
+                raise ValueError("launch.config_file is an accelerate config: it needs launcher 'accelerate'")
+            if not Path(self.config_file).exists():
+                raise ValueError(f"launch.config_file {self.config_file!r} does not exist")
+
+
+LAUNCHED = "R3KIT_LAUNCHED"  # set in the launched processes: they never launch again
+
+
+def wanted(run) -> bool:
+    """True when `run` asks for several processes and this process was not itself started by a launcher."""
+    return (run.launch is not None and run.launch.processes > 1 and world()[1] == 1
+            and not os.environ.get(LAUNCHED))
+
+
+def write_request(run, path: str | Path) -> Path:
+    """The JSON a launched `r3kit run --config` rebuilds `run` from (absolute paths: the processes may start
+    anywhere)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    request = {"profile": run.profile, "run_dir": str(Path(run.run_dir).resolve()), "overrides": run.overrides,
+               "parameters": run.to_dict()}
+    path.write_text(json.dumps(request, indent=2, default=str) + "\n")
+    return path
+
+
+def read_request(path: str | Path):
+    """The RunConfig a request file describes; a ValueError if resolving it now gives other parameters
+    (the code or the profile changed since the request was written)."""
+    from r3kit.profiles import resolve
+
+    request = json.loads(Path(path).read_text())
+    run = resolve(request["profile"], request["run_dir"], request["overrides"])
+    now = json.loads(json.dumps(run.to_dict(), default=str))
+    if now != request["parameters"]:
+        changed = sorted(k for k in now if now[k] != request["parameters"].get(k))
+        raise ValueError(f"{path}: the profile now resolves to other parameters (sections {changed}); write the request again")
+    return run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command(cfg: LaunchConfig, stage: str, config_path: str | Path, extra: list[str] = ()) -> list[str]:
+    """The launcher command line that runs `r3kit run STAGE` in cfg.processes processes."""
+    cfg.validate()
+    port = str(cfg.port or _free_port())
+    tool = shutil.which(cfg.launcher, path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    if tool is None:
+        raise ValueError(f"launcher {cfg.launcher!r} not found next to {sys.executable} or on PATH")
+    if cfg.launcher == "torchrun":
+        head = [tool, "--nnodes", "1", "--nproc_per_node", str(cfg.processes), "--master_port", port]
+    else:
+        head = [tool, "launch", "--num_processes", str(cfg.processes), "--num_machines", "1", "--main_process_port", port]
+        # Without a config file accelerate starts N processes only with --multi_gpu (torch.distributed.run underneath;
+        # on a machine without GPUs the processes use gloo on the CPU).
+        head += (["--config_file", cfg.config_file] if cfg.config_file
+                 else ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"])
+    return [*head, "-m", "r3kit", "run", stage, "--config", str(config_path), *extra]
+
+
+def in_processes(run, stage: str, extra: list[str] = (), log=print) -> None:
+    """Run `stage` of `run` under the profile's launcher, streaming its output through `log`; a RuntimeError
+    naming the exit code and the last lines if it fails."""
+    path = write_request(run, Path(run.run_dir) / "launch" / f"{stage}.json")
+    argv = command(run.launch, stage, path, list(extra))
+    log("launching: " + " ".join(argv))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", LAUNCHED: "1"}
+    tail: list[str] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1) as proc:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail = (tail + [line])[-20:]
+            log(line)
+        code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"{run.launch.launcher} run of stage {stage!r} in {run.launch.processes} processes exited "
+                           f"with {code}; its last lines:\n" + "\n".join(tail))
