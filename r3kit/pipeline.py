@@ -162,10 +162,11 @@ def _evaluate_weights(run: RunConfig, name: str, adapter: str | None, rows: list
 
     from r3kit.evaluate import evaluate
     from r3kit.generation import make_generator
-    from r3kit.models import load_model, release
+    from r3kit.models import load_model, release, to_generation_device
 
     check_context_with_tokenizer(run, rows, (cfg.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens), label, name)
     model, tokenizer = load_model(dataclasses.replace(run.model, name=name), adapter=adapter)
+    model = to_generation_device(model)
     try:
         generator = make_generator(model, tokenizer, batch_size=cfg.batch_size, split=True)
         result = evaluate(model, tokenizer, run.get_task(), rows, cfg, out, label=label, generator=generator)
@@ -281,7 +282,7 @@ def mine_stage(run: RunConfig) -> dict:
     """Mine failures of the vanilla model on the training split; writes failures/."""
     from r3kit.data import load_split
     from r3kit.mining import mine_failures
-    from r3kit.models import load_model, release
+    from r3kit.models import load_model, release, to_generation_device
 
     if launch.wanted(run):
         launch.in_processes(run, "mine")
@@ -292,6 +293,7 @@ def mine_stage(run: RunConfig) -> dict:
                                      (run.mine.attempt_tokens, run.train.reflection_tokens, run.train.retry_tokens),
                                      "mining for training")
         model, tokenizer = load_model(run.model)
+        model = to_generation_device(model)
         try:
             mine_failures(model, tokenizer, run.get_task(), rows, run.mine, run.run_dir / "failures",
                           model_name=run.model.name)

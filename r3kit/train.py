@@ -92,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     report_to: str = field(default_factory=tracking.default_report_to)  # TRL's tracker: "trackio", "wandb", "tensorboard", "none"
     live_every: int = 5  # in a notebook, redraw the live training curves every this many steps (0: never)
+    vllm_server: str | None = None  # "http://host:8000": generate through `trl vllm-serve` (vllm_server.py); GPUs only
 
     def validate(self) -> None:
         tracking.check_report_to(self.report_to)
@@ -116,6 +117,8 @@ class TrainConfig:
         if self.top_p != 1.0:
             raise ValueError(f"top_p must be 1.0, got {self.top_p}: TRL scores the trained completions at the temperature "
                              "alone, so nucleus sampling would train on another distribution than the one sampled")
+        if self.vllm_server is not None and not self.vllm_server.startswith(("http://", "https://")):
+            raise ValueError(f"vllm_server must be the server's base URL (http://host:port), got {self.vllm_server!r}")
         if self.temperature <= 0 or self.retry_temperature < 0:
             raise ValueError("reflections must be sampled (temperature > 0) so a group holds different reflections")
         if self.reward_target == "retry" and self.retry_temperature == 0:
@@ -154,6 +157,17 @@ def check_processes(cfg: TrainConfig, processes: int) -> None:
             f"{processes} processes cannot share a step in whole groups: problems_per_step ({cfg.problems_per_step}) must "
             f"be a multiple of the process count, and problems_per_step * group_size ({rollouts}) a multiple of "
             f"micro_batch_size * processes ({cfg.micro_batch_size} * {processes})")
+
+
+def server_arguments(cfg: TrainConfig, on_gpu: bool) -> dict:
+    """GRPOConfig arguments for generation through a vLLM server: TRL then pushes the trained weights to the
+    server before each step's rollout (merged LoRA, ZeRO-3 gathered), and the rollout asks the server."""
+    if cfg.vllm_server is None:
+        return {}
+    if not on_gpu:
+        raise ValueError("train.vllm_server needs GPUs: TRL sends the weights to the vLLM server over NCCL "
+                         "(VLLMClient.init_communicator refuses a CPU trainer)")
+    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.vllm_server}
 
 
 def live_lora_folder(out_dir: str | Path) -> Path:
@@ -271,6 +285,12 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     out_dir = Path(out_dir)
     on_gpu = torch.cuda.is_available()
     report_to, trackers = tracking.callbacks(cfg.report_to)
+    served = server_arguments(cfg, on_gpu)
+    if served:  # the rollout asks TRL's client, which lives on the main process (vllm_server.py)
+        from r3kit.vllm_server import ServerGenerator
+
+        def generator_factory(model, tok, **_):
+            return ServerGenerator(getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None), tok, model)
     args = GRPOConfig(
         output_dir=str(out_dir / "checkpoints"), max_steps=cfg.steps, seed=cfg.seed,
         per_device_train_batch_size=cfg.micro_batch_size,
@@ -285,6 +305,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         gradient_checkpointing=False, disable_tqdm=batch(),  # batch: the live figure is the record
         **({"ddp_find_unused_parameters": False} if processes > 1 else {}),  # LoRA or full: every trainable weight is used
         **({"ddp_backend": "gloo"} if processes > 1 and not on_gpu else {}),  # CPU processes (tests); GPUs: NCCL
+        **served,
     )
     log: dict = {}
     trainer = GRPOTrainer(
@@ -331,6 +352,7 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     cfg.validate()
     check_failures(task, failures)
     check_processes(cfg, world()[1])
+    server_arguments(cfg, torch.cuda.is_available())  # a clear error before the model loads
     out_dir = Path(out_dir)
     full = cfg.finetune == "full"
     model, tokenizer = load_model(model_cfg, full_finetuning=full)

@@ -117,3 +117,35 @@ def test_the_tokenizer_check_reads_the_copy_unsloth_loads(monkeypatch):
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda path, **kw: asked.append(path) or path)
     load_tokenizer(ModelConfig(name="meta-llama/Llama-3.1-8B-Instruct"))
     assert asked and not asked[0].startswith("meta-llama/") and "Llama-3.1-8B-Instruct".lower() in asked[0].lower()
+
+
+def test_the_transformers_loader_is_plain_transformers_and_peft(tmp_path):
+    """loader='transformers' (the ZeRO-3 path): no Unsloth model, LoRA from peft, and R3 still trains."""
+    import datasets
+    from fakes import ScriptedGenerator
+
+    from r3kit.models import ModelConfig, attach_lora, load_model
+    from r3kit.tasks import get_task
+    from r3kit.train import TrainConfig, train
+
+    model, tokenizer = load_model(ModelConfig(name="tiny", loader="transformers"))
+    assert type(model).__module__.startswith("transformers.") and model.r3kit_loader == "transformers"
+    lora = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    assert type(lora).__module__.startswith("peft.") and lora.r3kit_loader == "transformers"
+    assert 0 < sum(p.numel() for p in lora.parameters() if p.requires_grad) < sum(p.numel() for p in lora.parameters())
+    with pytest.raises(ValueError, match="neither Unsloth's vLLM engine"):
+        ModelConfig(name="tiny", loader="transformers", fast_inference=True).validate()
+    with pytest.raises(ValueError, match="loader must be one of"):
+        ModelConfig(loader="deepspeed").validate()
+    task = get_task("countdown", style="compact")
+    failures = datasets.Dataset.from_list([{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"}
+                                           for t in range(3, 7)])
+    cfg = TrainConfig(steps=1, problems_per_step=2, group_size=2, micro_batch_size=4, learning_rate=1e-2, beta=0.0,
+                      reflection_tokens=6, retry_tokens=6, save_steps=1, report_to="none")
+    def script(convo):
+        return "r1" if convo[-1]["content"] == task.prompts.reflection_request else "<answer>3</answer>"
+    summary = train(ModelConfig(name="tiny", loader="transformers"), task, failures, cfg, tmp_path,
+                    generator_factory=lambda m, tok, **_: ScriptedGenerator(tok, script))
+    assert summary["steps"] == 1 and (tmp_path / "adapter" / "adapter_config.json").exists()
+    evaluated, _ = load_model(ModelConfig(name="tiny", loader="transformers"), adapter=tmp_path / "adapter")
+    assert type(evaluated).__module__.startswith("peft.")
