@@ -39,6 +39,7 @@ model behind TRL's back (which would fight TRL's own vLLM sleep/wake and gradien
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -349,6 +350,9 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
           generator_factory=make_generator) -> dict:
     """Train on `failures`, resuming from the last checkpoint in out_dir; saves adapter/ (or model/),
     config.json and log.csv; returns a summary."""
+    if model_cfg.loader == "transformers" and "unsloth" in sys.modules:
+        raise ValueError("model.loader='transformers' trains in a process without Unsloth (once imported, Unsloth patches "
+                         "TRL's trainers for its own models): start the stage with `r3kit run train` or a launch section")
     cfg.validate()
     check_failures(task, failures)
     check_processes(cfg, world()[1])

@@ -213,3 +213,19 @@ def test_two_process_training_shares_groups_and_keeps_the_ranks_in_step(tmp_path
     assert sorted(p.name for p in run.glob("live_lora*")) in ([], ["live_lora-rank0", "live_lora-rank1"])
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 3  # a header and one row per step: the main process alone wrote it
+
+
+@pytest.mark.parametrize("name,kind,processes,machines", [("ddp-8gpu.yaml", "MULTI_GPU", 8, 1),
+                                                          ("zero3-8gpu.yaml", "DEEPSPEED", 6, 1),
+                                                          ("zero3-2nodes.yaml", "DEEPSPEED", 16, 2)])
+def test_the_shipped_launcher_configs_are_what_accelerate_reads(name, kind, processes, machines):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = HERE.parent / "configs" / name
+    config = load_config_from_file(str(path))
+    assert str(config.distributed_type).endswith(kind) and config.num_processes == processes
+    assert config.num_machines == machines and not config.use_cpu
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == 3 and config.deepspeed_config["zero3_save_16bit_model"]
+    argv = launch.command(LaunchConfig(processes=processes, config_file=str(path), port=29500), "train", "r.json")
+    assert argv[argv.index("--config_file") + 1] == str(path) and "--multi_gpu" not in argv

@@ -119,33 +119,58 @@ def test_the_tokenizer_check_reads_the_copy_unsloth_loads(monkeypatch):
     assert asked and not asked[0].startswith("meta-llama/") and "Llama-3.1-8B-Instruct".lower() in asked[0].lower()
 
 
+PLAIN_LOADER = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["R3KIT_REPORT_TO"] = "none"
+import datasets
+from fakes import ScriptedGenerator
+from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.tasks import get_task
+from r3kit.train import TrainConfig, build_trainer
+
+model, tokenizer = load_model(ModelConfig(name="tiny", loader="transformers"))
+assert type(model).__module__.startswith("transformers.") and model.r3kit_loader == "transformers"
+lora = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+assert type(lora).__module__.startswith("peft.") and lora.r3kit_loader == "transformers"
+assert 0 < sum(p.numel() for p in lora.parameters() if p.requires_grad) < sum(p.numel() for p in lora.parameters())
+task = get_task("countdown", style="compact")
+failures = datasets.Dataset.from_list([{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"}
+                                       for t in range(3, 7)])
+cfg = TrainConfig(steps=1, problems_per_step=2, group_size=2, micro_batch_size=4, learning_rate=1e-2, beta=0.0,
+                  reflection_tokens=6, retry_tokens=6, save_steps=1, report_to="none")
+script = lambda c: "r1" if c[-1]["content"] == task.prompts.reflection_request else "<answer>3</answer>"
+# TRL's own GRPO forward (a Triton chunked-logprob kernel) needs a GPU: on CPU the trainer is built, not run
+trainer = build_trainer(lora, tokenizer, task, failures, cfg, sys.argv[1],
+                        generator_factory=lambda m, tok, **_: ScriptedGenerator(tok, script))
+assert type(trainer.model).__module__.startswith("peft.")
+lora.save_pretrained(os.path.join(sys.argv[1], "adapter"))
+evaluated, _ = load_model(ModelConfig(name="tiny", loader="transformers"), adapter=os.path.join(sys.argv[1], "adapter"))
+assert type(evaluated).__module__.startswith("peft.")
+assert "unsloth" not in sys.modules, "Unsloth was imported"
+print("plain loader ok")
+"""
+
+
 def test_the_transformers_loader_is_plain_transformers_and_peft(tmp_path):
-    """loader='transformers' (the ZeRO-3 path): no Unsloth model, LoRA from peft, and R3 still trains."""
-    import datasets
-    from fakes import ScriptedGenerator
+    """loader='transformers' (the ZeRO-3 path), in a fresh process: no Unsloth model, LoRA from peft, TRL's trainer
+    builds around it, a saved adapter loads, and Unsloth is never imported. (Training itself is GPU-only on this
+    path: TRL 1.15's GRPO forward is a Triton kernel; on CPU the kit trains through Unsloth, which replaces it.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from r3kit.models import ModelConfig, attach_lora, load_model
-    from r3kit.tasks import get_task
-    from r3kit.train import TrainConfig, train
-
-    model, tokenizer = load_model(ModelConfig(name="tiny", loader="transformers"))
-    assert type(model).__module__.startswith("transformers.") and model.r3kit_loader == "transformers"
-    lora = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
-    assert type(lora).__module__.startswith("peft.") and lora.r3kit_loader == "transformers"
-    assert 0 < sum(p.numel() for p in lora.parameters() if p.requires_grad) < sum(p.numel() for p in lora.parameters())
+    here = str(Path(__file__).parent)
+    done = subprocess.run([sys.executable, "-c", PLAIN_LOADER, str(tmp_path), here], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and "plain loader ok" in done.stdout, done.stderr[-3000:]
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
     with pytest.raises(ValueError, match="neither Unsloth's vLLM engine"):
         ModelConfig(name="tiny", loader="transformers", fast_inference=True).validate()
     with pytest.raises(ValueError, match="loader must be one of"):
         ModelConfig(loader="deepspeed").validate()
-    task = get_task("countdown", style="compact")
-    failures = datasets.Dataset.from_list([{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"}
-                                           for t in range(3, 7)])
-    cfg = TrainConfig(steps=1, problems_per_step=2, group_size=2, micro_batch_size=4, learning_rate=1e-2, beta=0.0,
-                      reflection_tokens=6, retry_tokens=6, save_steps=1, report_to="none")
-    def script(convo):
-        return "r1" if convo[-1]["content"] == task.prompts.reflection_request else "<answer>3</answer>"
-    summary = train(ModelConfig(name="tiny", loader="transformers"), task, failures, cfg, tmp_path,
-                    generator_factory=lambda m, tok, **_: ScriptedGenerator(tok, script))
-    assert summary["steps"] == 1 and (tmp_path / "adapter" / "adapter_config.json").exists()
-    evaluated, _ = load_model(ModelConfig(name="tiny", loader="transformers"), adapter=tmp_path / "adapter")
-    assert type(evaluated).__module__.startswith("peft.")
+    from r3kit.train import TrainConfig, train
+
+    with pytest.raises(ValueError, match="process without Unsloth"):  # this pytest process has imported Unsloth
+        train(ModelConfig(name="tiny", loader="transformers"), None, [], TrainConfig(report_to="none"), tmp_path / "x")
