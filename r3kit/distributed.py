@@ -74,3 +74,27 @@ def gather_in_order(part: dict[int, Any], n: int) -> list[Any]:
         missing = sorted(set(range(n)) - set(merged))[:5]
         raise RuntimeError(f"gathered {len(merged)} of {n} items (missing e.g. {missing}): the ranks planned different calls")
     return [merged[i] for i in range(n)]
+
+
+_CPU_RANKS_READABLE = False
+
+
+def load_cpu_rank_tensors() -> None:
+    """Let torch.load read tensors of CPU process groups back. accelerate puts rank r of a CPU group on
+    device "cpu:r", TRL/transformers save the optimizer there, and on resume transformers loads it with
+    map_location="cpu:r", a location torch.load has no deserializer for (the CPU tests' resume failed so).
+    Registers one, through torch's own extension point (torch.serialization.register_package); GPUs never
+    need it."""
+    global _CPU_RANKS_READABLE
+    if _CPU_RANKS_READABLE:
+        return
+    import torch
+
+    def tag(obj):
+        return None  # saving is left as it is
+
+    def restore(obj, location: str):
+        return obj.cpu() if location.startswith("cpu:") else None
+
+    torch.serialization.register_package(5, tag, restore)
+    _CPU_RANKS_READABLE = True

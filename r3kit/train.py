@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from r3kit import tracking
-from r3kit.distributed import is_main, world
+from r3kit.distributed import is_main, load_cpu_rank_tensors, world
 from r3kit.generation import Sampling, make_generator
 from r3kit.io import portable, write_json
 from r3kit.models import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, release, torch
@@ -368,6 +368,8 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     from r3kit.train_log import truncate_log  # after load_model: train_log imports transformers
 
     resume = last_checkpoint(out_dir)
+    if resume and world()[1] > 1 and not torch.cuda.is_available():
+        load_cpu_rank_tensors()  # CPU process groups (the two-process tests) resume through "cpu:<rank>"
     if is_main():
         truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
     start = time.perf_counter()

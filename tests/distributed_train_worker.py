@@ -33,6 +33,7 @@ from r3kit.tasks import Verdict  # noqa: E402
 from r3kit.tasks.countdown import CountdownTask  # noqa: E402
 
 OUT = sys.argv[1]
+STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 2  # a later call with more steps resumes from the checkpoint
 RANK, SIZE = world()
 
 
@@ -98,11 +99,12 @@ def recording_trainer(*args, **kwargs):
 
 
 train_module.build_trainer = recording_trainer
-cfg = train_module.TrainConfig(steps=2, problems_per_step=2, group_size=4, micro_batch_size=2, learning_rate=5e-2,
+cfg = train_module.TrainConfig(steps=STEPS, problems_per_step=2, group_size=4, micro_batch_size=2, learning_rate=5e-2,
                                beta=0.0, reflection_tokens=8, retry_tokens=8, save_steps=1, generation_batch_size=8,
                                report_to="none")
 summary = train_module.train(ModelConfig(name="tiny"), TASK, FAILURES, cfg, os.path.join(OUT, "run"),
                              generator_factory=factory)
 record["summary_steps"] = summary["steps"]
+record["resumed_from"] = summary["resumed_from"]
 with open(os.path.join(OUT, f"rank{RANK}.json"), "w") as handle:
     json.dump(record, handle)

@@ -159,6 +159,13 @@ def test_two_processes_mine_and_evaluate_exactly_as_one(tmp_path, monkeypatch, c
     sets = [f"--set=mine.{k}={v}" for k, v in SETS["mine"].items()] + [f"--set=evaluate.{k}={v}" for k, v in SETS["evaluate"].items()]
     out = _torchrun(["-m", "r3kit", "run", "mine", "--profile", "smoke", "--out", str(tmp_path / "two"), *sets], tmp_path)
     assert out.stdout.count("stage mine done") == 1  # only the main process reports
+    # resume under the launcher: a lost chunk is mined again, the finished ones are skipped
+    chunks = tmp_path / "two" / "failures" / "chunks"
+    first = (chunks / "chunk-000001.jsonl").read_bytes()
+    (chunks / "chunk-000001.jsonl").unlink()
+    _torchrun(["-m", "r3kit", "run", "mine", "--profile", "smoke", "--out", str(tmp_path / "two"), *sets], tmp_path)
+    assert (chunks / "chunk-000001.jsonl").read_bytes() == first
+    assert json.loads((tmp_path / "two" / "failures" / "manifest.json").read_text())["chunks_resumed"] == 2
     # evaluation: what a notebook does when the profile asks for two processes (accelerate launch underneath)
     two = resolve("smoke", tmp_path / "two", {**SETS, "launch": {"processes": 2}})
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -213,6 +220,13 @@ def test_two_process_training_shares_groups_and_keeps_the_ranks_in_step(tmp_path
     assert sorted(p.name for p in run.glob("live_lora*")) in ([], ["live_lora-rank0", "live_lora-rank1"])
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 3  # a header and one row per step: the main process alone wrote it
+    # resume under the launcher: a third step starts from the second step's checkpoint on both ranks
+    _torchrun([str(HERE / "distributed_train_worker.py"), str(tmp_path), "3"], HERE.parent)
+    again = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["summary_steps"] for r in again] == [3, 3]
+    assert all(r["resumed_from"].endswith("checkpoint-2") for r in again)
+    assert [w["step"] for w in again[0]["weights"]] == [3] and again[0]["weights"] == again[1]["weights"]
+    assert [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()] == ["step", "1", "2", "3"]
 
 
 @pytest.mark.parametrize("name,kind,processes,machines", [("ddp-8gpu.yaml", "MULTI_GPU", 8, 1),
