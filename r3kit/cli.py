@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(profiles.describe())
             return 0
         overrides = parse_sets(args.sets)
+        if isinstance(overrides.get("launch"), dict) and overrides["launch"].get("config_file"):
+            # the notebooks run in the run folder: a config path given from here must survive that
+            overrides["launch"]["config_file"] = profiles.absolute_config_file(overrides["launch"]["config_file"])
         profiles.resolve(args.profile, args.out, overrides)  # fail fast, before the heavy imports
         from r3kit.reproduce import NotebookFailed, reproduce
 

@@ -9,7 +9,7 @@ evaluate_stage) do not run in the kernel: they start
 
 stream its output line by line into the notebook (the executed notebook stays the record of the run),
 and read back the files the main process wrote. The launched processes rebuild exactly this RunConfig
-from the JSON (profile, run folder and overrides), so one profile means the same run either way.
+from the JSON (its resolved parameters: a study's per-seed run too), in the same working directory.
 A user on a node can also type the same command by hand: `r3kit run` works under either launcher and
 as a plain single process.
 """
@@ -59,28 +59,22 @@ def wanted(run) -> bool:
 
 
 def write_request(run, path: str | Path) -> Path:
-    """The JSON a launched `r3kit run --config` rebuilds `run` from (absolute paths: the processes may start
-    anywhere)."""
+    """The JSON a launched `r3kit run --config` rebuilds `run` from: its resolved parameters (so the processes
+    run exactly this run, a study's per-seed run included). Relative paths in it mean what they mean here:
+    the launcher starts the processes in this working directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    request = {"profile": run.profile, "run_dir": str(Path(run.run_dir).resolve()), "overrides": run.overrides,
-               "parameters": run.to_dict()}
+    request = {"profile": run.profile, "overrides": run.overrides, "parameters": run.to_dict()}
     path.write_text(json.dumps(request, indent=2, default=str) + "\n")
     return path
 
 
 def read_request(path: str | Path):
-    """The RunConfig a request file describes; a ValueError if resolving it now gives other parameters
-    (the code or the profile changed since the request was written)."""
-    from r3kit.profiles import resolve
+    """The RunConfig a request file describes (profiles.from_dict), validated."""
+    from r3kit.profiles import from_dict
 
     request = json.loads(Path(path).read_text())
-    run = resolve(request["profile"], request["run_dir"], request["overrides"])
-    now = json.loads(json.dumps(run.to_dict(), default=str))
-    if now != request["parameters"]:
-        changed = sorted(k for k in now if now[k] != request["parameters"].get(k))
-        raise ValueError(f"{path}: the profile now resolves to other parameters (sections {changed}); write the request again")
-    return run
+    return from_dict(request["parameters"], request.get("overrides"))
 
 
 def _free_port() -> int:

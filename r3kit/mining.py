@@ -99,7 +99,7 @@ def mine_failures(model, tokenizer, task, examples, cfg: MiningConfig, out_dir: 
     generator = generator or make_generator(model, tokenizer, batch_size=cfg.batch_size, split=True)
     starts = range(0, len(rows), cfg.chunk_size)
     start_time, resumed = time.perf_counter(), 0
-    for number, start in enumerate(tqdm(starts, desc="mining", unit="chunk")):
+    for number, start in enumerate(tqdm(starts, desc="mining", unit="chunk", disable=not is_main())):
         path = chunk_dir / f"chunk-{number:06d}.jsonl"
         if path.exists():
             resumed += 1

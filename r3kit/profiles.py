@@ -210,6 +210,13 @@ def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def _launch(values: dict | None) -> LaunchConfig | None:
+    if values is None:
+        return None
+    cfg = LaunchConfig(**_coerce("launch", LaunchConfig, values))
+    return dataclasses.replace(cfg, config_file=absolute_config_file(cfg.config_file))
+
+
 def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """The validated RunConfig of profile `name` with `overrides`; run_dir defaults to results/<name>."""
     if name in NOT_FITTING:
@@ -244,7 +251,7 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         study=StudyConfig(**_coerce("study", StudyConfig, spec["study"])) if spec.get("study") is not None else None,
         forgetting=ForgettingConfig(**_coerce("forgetting", ForgettingConfig, spec["forgetting"]))
         if spec.get("forgetting") is not None else None,
-        launch=LaunchConfig(**_coerce("launch", LaunchConfig, spec["launch"])) if spec.get("launch") is not None else None,
+        launch=_launch(spec.get("launch")),
         overrides=overrides or {},
     )
     if run.study is not None:
@@ -263,6 +270,30 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
             stage.validate()
     check_budgets(run)
     return run
+
+
+def from_dict(values: dict[str, Any], overrides: dict | None = None) -> RunConfig:
+    """The RunConfig that `RunConfig.to_dict()` wrote, rebuilt and validated (launch.py: the processes a
+    launcher starts run exactly the caller's run, a study's per-seed run included)."""
+    sections = {name: (cls(**_coerce(name, cls, values[name])) if values.get(name) is not None else None)
+                for name, cls in SECTIONS.items()}
+    run = RunConfig(profile=values["profile"], run_dir=Path(values["run_dir"]), task=values["task"],
+                    prompt_style=values["prompt_style"], overrides=overrides or {}, **sections)
+    for section in sections.values():
+        if section is not None:
+            section.validate()
+    return run
+
+
+def absolute_config_file(path: str | None) -> str | None:
+    """launch.config_file as an absolute path: relative to the working directory if it is there, else to the
+    checkout (the shipped configs/), so notebooks that run in their run folder still find it."""
+    if path is None or Path(path).is_absolute():
+        return path
+    for base in (Path.cwd(), project_root()):
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return path  # LaunchConfig.validate names it
 
 
 def estimated_prompt_tokens(run: RunConfig) -> int:

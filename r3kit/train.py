@@ -213,7 +213,8 @@ def make_rollout(task: Task, cfg: TrainConfig, log: dict, live_lora_dir: str | P
             judged = retries
             trained = reflections if cfg.reward_target == "reflection" else retries
         logprobs = [c.logprobs for c in trained]
-        log["step_generated_tokens"] = generator.stats.tokens - before
+        # TRL averages a logged metric over the processes: N times this rank's tokens averages to their sum
+        log["step_generated_tokens"] = (generator.stats.tokens - before) * world()[1]
         log.update(tokens_per_second=generator.stats.tokens_per_second, rollout_seconds=time.perf_counter() - start,
                    completion_tokens=sum(len(c.token_ids) for c in trained) / len(trained))
         if reflections is not None:

@@ -10,7 +10,9 @@ and retries through ServerGenerator, one `generate` call per turn:
     2. the main process collapses each run of identical prompts (a GRPO group's G copies; mining's k) into
        one prompt with n = the run's length, one request per distinct n. vLLM seeds each prompt of a
        request alike, so G copies of a prompt under one seed would be G identical samples, while n = G
-       samples G different ones. The seed moves with the sampling seed (the step) and the request;
+       samples G different ones. The seed moves with the sampling seed (the step) and the request.
+       Greedy turns (vLLM refuses n > 1 without sampling) send each distinct prompt once, with n = 1,
+       and its one answer serves the whole run;
     3. the completions go back to every rank, which keeps its own rows: the same Completion (token ids,
        text, logprobs) as the in-process generators give, so rewards and masks are computed alike.
 """
@@ -47,9 +49,10 @@ def request_kwargs(sampling: Sampling, n: int, seed: int | None, stops: list[int
 def ask(client, prompts: list[list[int]], sampling: Sampling, stops: list[int]) -> list[tuple[list[int], list | None]]:
     """(completion ids, per-token logprobs) for every prompt, in order, from as few requests as the runs allow."""
     spans = runs(prompts)
+    greedy = sampling.temperature == 0
     by_n: dict[int, list[tuple[int, int]]] = {}
     for start, length in spans:
-        by_n.setdefault(length, []).append((start, length))
+        by_n.setdefault(1 if greedy else length, []).append((start, length))
     out: list[tuple[list[int], list | None] | None] = [None] * len(prompts)
     for number, (n, group) in enumerate(sorted(by_n.items())):
         seed = None if sampling.temperature == 0 else (sampling.seed * 1_000_003 + number) % 2**62
@@ -57,9 +60,9 @@ def ask(client, prompts: list[list[int]], sampling: Sampling, stops: list[int]) 
         ids, logprobs = answer["completion_ids"], answer.get("logprobs")
         if len(ids) != len(group) * n:
             raise RuntimeError(f"the vLLM server returned {len(ids)} completions for {len(group)} prompts x n={n}")
-        for j, (start, _) in enumerate(group):
-            for k in range(n):
-                row = j * n + k  # prompt-major: the n samples of a prompt are consecutive
+        for j, (start, length) in enumerate(group):
+            for k in range(length):
+                row = j * n + (0 if greedy else k)  # prompt-major: the n samples of a prompt are consecutive
                 lp = [step[0] for step in logprobs[row]] if logprobs is not None else None
                 out[start + k] = (list(ids[row]), lp)
     return out  # type: ignore[return-value]
@@ -106,14 +109,20 @@ def _collective(client, prompts: list[list[int]], sampling: Sampling, stops: lis
 
     _state()
     parts = gather_object([prompts])  # rank order
-    payload = [None]
+    payload: list = [None]
     if rank == 0:
         flat = [p for part in parts for p in part]
-        answers = ask(client, flat, sampling, stops) if flat else []
-        bounds, at = [], 0
-        for part in parts:
-            bounds.append((at, at + len(part)))
-            at += len(part)
-        payload = [[answers[a:b] for a, b in bounds]]
+        try:
+            answers = ask(client, flat, sampling, stops) if flat else []
+        except Exception as error:  # every rank raises it, rather than waiting for answers that never come
+            payload = [("error", f"{type(error).__name__}: {error}")]
+        else:
+            bounds, at = [], 0
+            for part in parts:
+                bounds.append((at, at + len(part)))
+                at += len(part)
+            payload = [[answers[a:b] for a, b in bounds]]
     broadcast_object_list(payload, from_process=0)
+    if isinstance(payload[0], tuple):
+        raise RuntimeError(f"the vLLM server request failed on the main process: {payload[0][1]}")
     return payload[0][rank]

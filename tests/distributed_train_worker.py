@@ -51,7 +51,7 @@ class EvenRetry(CountdownTask):
 TASK = EvenRetry(prompts=get_prompts("countdown", "compact"))
 FAILURES = datasets.Dataset.from_list(
     [{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"} for t in range(3, 11)])
-record = {"rank": RANK, "size": SIZE, "problems": [], "weights": [], "rewards": []}
+record = {"rank": RANK, "size": SIZE, "problems": [], "weights": [], "rewards": [], "generators": []}
 
 
 def factory(model, tokenizer, batch_size=64, **_):
@@ -67,7 +67,9 @@ def factory(model, tokenizer, batch_size=64, **_):
             return f"r{count['n'] % 10}"
         return f"<answer>{conversation[-2]['content'][-1]}</answer>"
 
-    return ScriptedGenerator(tokenizer, script)
+    generator = ScriptedGenerator(tokenizer, script)
+    record["generators"].append(generator)
+    return generator
 
 
 class Weights(TrainerCallback):
@@ -104,6 +106,7 @@ cfg = train_module.TrainConfig(steps=STEPS, problems_per_step=2, group_size=4, m
                                report_to="none")
 summary = train_module.train(ModelConfig(name="tiny"), TASK, FAILURES, cfg, os.path.join(OUT, "run"),
                              generator_factory=factory)
+record["generated_tokens"] = [g.stats.tokens for g in record.pop("generators")]  # per step, this rank
 record["summary_steps"] = summary["steps"]
 record["resumed_from"] = summary["resumed_from"]
 with open(os.path.join(OUT, f"rank{RANK}.json"), "w") as handle:

@@ -80,21 +80,38 @@ def test_launch_commands_and_their_errors(tmp_path):
         resolve("smoke", tmp_path / "run", {"launch": {"processes": 0}})
 
 
+def same(a, b) -> bool:
+    """The same run, as its records write it (JSON: a tuple inside a free-form dict comes back a list)."""
+    return json.loads(json.dumps(a.to_dict(), default=str)) == json.loads(json.dumps(b.to_dict(), default=str))
+
+
 def test_a_launch_request_rebuilds_the_same_run_and_never_relaunches(tmp_path, monkeypatch):
+    from r3kit.study import student_run
+
     run = resolve("smoke", tmp_path / "run", {"launch": {"processes": 2}, "train": {"steps": 3}})
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv(launch.LAUNCHED, raising=False)
     assert launch.wanted(run) and not launch.wanted(resolve("smoke", tmp_path / "run"))
-    path = launch.write_request(run, tmp_path / "request.json")
-    again = launch.read_request(path)
-    assert again.to_dict() == run.to_dict() and again.train.steps == 3
+    again = launch.read_request(launch.write_request(run, tmp_path / "request.json"))
+    assert same(again, run) and again.train.steps == 3 and again.overrides == run.overrides
+    # a study's per-seed run (student seed, folder and model changed in code, not by overrides) survives too
+    study = student_run(resolve("smoke-study", "relative/study", {"launch": {"processes": 2}}), 2)
+    rebuilt = launch.read_request(launch.write_request(study, tmp_path / "study.json"))
+    assert same(rebuilt, study) and rebuilt.student.seed == 2
+    assert str(rebuilt.run_dir) == "relative/study/student-2"  # relative: the processes start in this directory
+    for name in ("cpu-demo", "cpu-study", "smollm2-function-calling", "qwen2.5-1.5b-countdown-a100"):
+        original = resolve(name, tmp_path / name)
+        assert same(launch.read_request(launch.write_request(original, tmp_path / f"{name}.json")), original), name
     monkeypatch.setenv(launch.LAUNCHED, "1")  # a launched process (even a single one) runs the stage itself
     assert not launch.wanted(again)
-    request = json.loads(path.read_text())
-    request["parameters"]["train"]["steps"] = 4
-    path.write_text(json.dumps(request))
-    with pytest.raises(ValueError, match=r"other parameters \(sections \['train'\]\)"):
-        launch.read_request(path)
+
+
+def test_a_relative_launch_config_is_found_from_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # papermill runs each notebook in its run folder
+    run = resolve("smoke", tmp_path / "run", {"launch": {"processes": 8, "config_file": "configs/ddp-8gpu.yaml"}})
+    assert run.launch.config_file == str((HERE.parent / "configs" / "ddp-8gpu.yaml").resolve())
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve("smoke", tmp_path / "run", {"launch": {"processes": 2, "config_file": "configs/none.yaml"}})
 
 
 def test_training_refuses_groups_that_cannot_be_shared():
@@ -220,6 +237,10 @@ def test_two_process_training_shares_groups_and_keeps_the_ranks_in_step(tmp_path
     assert sorted(p.name for p in run.glob("live_lora*")) in ([], ["live_lora-rank0", "live_lora-rank1"])
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 3  # a header and one row per step: the main process alone wrote it
+    import csv
+
+    logged = [float(row["generated_tokens"]) for row in csv.DictReader(open(run / "log.csv"))]
+    assert logged == [ranks[0]["generated_tokens"][s] + ranks[1]["generated_tokens"][s] for s in range(2)]  # summed
     # resume under the launcher: a third step starts from the second step's checkpoint on both ranks
     _torchrun([str(HERE / "distributed_train_worker.py"), str(tmp_path), "3"], HERE.parent)
     again = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

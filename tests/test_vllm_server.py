@@ -53,6 +53,12 @@ def test_greedy_server_and_transformers_agree_token_for_token(served):
     assert [o.token_ids for o in server] == [o.token_ids for o in local]
     assert [o.text for o in server] == [o.text for o in local] and [o.finished for o in server] == [o.finished for o in local]
     assert "seed" not in client.calls[0] and client.calls[0]["n"] == 1
+    # greedy runs of identical prompts (two identical reflections lead to two identical retry prompts): vLLM
+    # refuses n > 1 without sampling, so each distinct prompt goes once and its answer serves the run
+    repeated = [conversations[0]] * 3 + [conversations[1]] * 2
+    out = ServerGenerator(client, tokenizer, model).generate(repeated, greedy)
+    assert client.calls[-1]["n"] == 1 and len(client.calls[-1]["prompt"]) == 2
+    assert [o.token_ids for o in out] == [server[0].token_ids] * 3 + [server[1].token_ids] * 2
 
 
 def test_the_server_rollout_requests_reflections_and_retries_and_trains_the_returned_ids(served):
