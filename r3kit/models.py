@@ -86,20 +86,20 @@ def cache_dir() -> Path:
     return root
 
 
-def build_char_tokenizer():
+def build_char_tokenizer(extra_tokens: tuple[str, ...] = ()):
     """A byte-level tokenizer with no merges (one token per byte, so one per ASCII character), plus the
-    answer tags as single tokens, with CHAT_TEMPLATE. The vocabulary is spelled in the ByteLevel alphabet
+    answer tags (and `extra_tokens`, after every other id) as single tokens, with CHAT_TEMPLATE. The vocabulary is spelled in the ByteLevel alphabet
     because transformers reloads a Qwen2 tokenizer with Qwen2's ByteLevel pre-tokenizer: ids survive."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     chars = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda c: (not 33 <= ord(c) <= 126, ord(c)))
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + WORD_TOKENS + chars)}
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + WORD_TOKENS + chars + list(extra_tokens))}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens(SPECIAL_TOKENS)
-    core.add_tokens([AddedToken(t, special=False, normalized=False) for t in WORD_TOKENS])
+    core.add_tokens([AddedToken(t, special=False, normalized=False) for t in WORD_TOKENS + list(extra_tokens)])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<|pad|>", eos_token="<|im_end|>", unk_token="<|unk|>"
     )
@@ -107,11 +107,12 @@ def build_char_tokenizer():
     return tokenizer
 
 
-def build_char_model(hidden: int = 64, layers: int = 2, heads: int = 4, max_positions: int = 2048, seed: int = 0):
+def build_char_model(hidden: int = 64, layers: int = 2, heads: int = 4, max_positions: int = 2048, seed: int = 0,
+                     extra_tokens: tuple[str, ...] = ()):
     """A randomly initialised Qwen2 causal LM sized for `build_char_tokenizer` (returns model, tokenizer)."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_char_tokenizer(extra_tokens)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 3, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=max_positions,

@@ -134,7 +134,8 @@ def student_stage(run: RunConfig) -> dict:
         raise ValueError(f"profile {run.profile!r} has no student section: its model is {run.model.name}")
     with _timed(run, "student"):
         exclude = held_out_keys(run)
-        summary = make_student(run.student, run.run_dir / "student", exclude=exclude)
+        summary = make_student(run.student, run.run_dir / "student", exclude=exclude, task=run.task,
+                               generator=run.data.generator)
         write_json(run.run_dir / "student.json", summary)
     return summary
 

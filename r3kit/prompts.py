@@ -91,6 +91,13 @@ _PROMPTS: dict[tuple[str, str], Prompts] = {
         ),
         generic_reflection=_GENERIC_REFLECTION,
     ),
+    ("function_calling", "compact"): Prompts(  # the CPU student's: the calls as a bare JSON list
+        task="{tools_brief}\n{query}",
+        reflection_request="wrong. reflect",
+        retry_request="retry",
+        retry_without_reflection="wrong. retry",
+        generic_reflection="think again",
+    ),
 }
 
 

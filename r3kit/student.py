@@ -1,4 +1,5 @@
-"""The CPU student: a small Qwen2 the kit trains itself, offline, to have partial Countdown skill.
+"""The CPU student: a small Qwen2 the kit trains itself, offline, to have partial Countdown skill
+(or function-calling skill: the same model, loop and mix on student_calls.py's conversations).
 
 Models that show R3's effect (1.5B+) cannot run on a CPU, and a random or 135M model has no skill to
 build on. So the cpu-demo makes its own: a character-level Qwen2 (about 1.8M parameters) trained by
@@ -215,15 +216,32 @@ def training_problems(cfg: StudentConfig, exclude: set):
             yield problem
 
 
-def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random):
+TASKS = ("countdown", "function_calling")
+
+
+def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: str, generator: dict | None):
+    """kind -> the turns of the next training conversation of that kind (None: skip this problem)."""
+    if task == "countdown":
+        problems = training_problems(cfg, exclude)
+        return lambda kind: conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style)
+    if task == "function_calling":
+        from r3kit import student_calls
+
+        rows = student_calls.training_rows(cfg.seed, exclude, generator or {})
+        return lambda kind: student_calls.conversation(next(rows), kind, rng, cfg.reflection_style)
+    raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
+
+
+def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, task: str = "countdown",
+             generator: dict | None = None):
     """Endless batches; each batch holds one kind of conversation, so its rows have similar lengths."""
     kinds = ["solve", "reflect", "no_reflect", "generic"]
     weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic]
-    problems = training_problems(cfg, exclude)
+    next_turns = _conversations(cfg, exclude, rng, task, generator)
     while True:
         batch, kind = [], rng.choices(kinds, weights)[0]
         while len(batch) < cfg.batch_size:
-            turns = conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style)
+            turns = next_turns(kind)
             if turns is not None:
                 batch.append(encode(tokenizer, turns))
         width = max(len(ids) for ids, _ in batch)
@@ -234,17 +252,26 @@ def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random):
         yield ids, labels, (ids != tokenizer.pad_token_id).long()
 
 
-def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = None) -> dict:
-    """Train the student and save it (a model directory loadable by r3kit.models) to out_dir."""
+def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = None, task: str = "countdown",
+                 generator: dict | None = None) -> dict:
+    """Train the student of `task` (countdown, or function_calling with the data generator's settings
+    `generator`) and save it (a model directory loadable by r3kit.models) to out_dir."""
     cfg.validate()
+    if task not in TASKS:
+        raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    model, tokenizer = build_char_model(cfg.hidden, cfg.layers, cfg.heads, max_positions=512, seed=cfg.seed)
+    if task == "function_calling":
+        from r3kit.student_calls import MAX_POSITIONS, TOKENS
+    else:
+        MAX_POSITIONS, TOKENS = 512, ()  # noqa: N806
+    model, tokenizer = build_char_model(cfg.hidden, cfg.layers, cfg.heads, max_positions=MAX_POSITIONS, seed=cfg.seed,
+                                        extra_tokens=TOKENS)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
                                                  * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    batches = _batches(cfg, tokenizer, exclude or set(), rng)
+    batches = _batches(cfg, tokenizer, exclude or set(), rng, task, generator)
     start, losses = time.perf_counter(), []
     bar = tqdm(range(cfg.steps), desc="student SFT", unit="step")
     for step in bar:

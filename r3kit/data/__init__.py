@@ -12,7 +12,8 @@
     train       mining and RL; it never holds a problem of the other two
 Generated: test and validation come from one held-out stream (seed 2*seed+1; the first n_test rows are
 the test split, the next n_validation the validation split), train from another (seed 2*seed) minus
-every held-out key. Hub and file sources: rows are shuffled with `cfg.seed`; the first n_test are the
+every held-out key; a source with `streams` is told which stream it generates (function calling can then
+hold out argument values, see data/function_calling.py). Hub and file sources: rows are shuffled with `cfg.seed`; the first n_test are the
 test split, the next rows whose problem key is not in test form validation, and the rest, minus every
 test or validation key, is the training pool. A new task registers its source with `register_source`
 (its generator takes `n`, `seed` and keyword ranges).
@@ -37,13 +38,14 @@ class Source:
     columns: tuple[str, ...]
     generate: Callable[..., list[dict]]
     key: Callable[[dict], Any]
+    streams: bool = False  # the generator takes stream="held_out" | "train" (for test and validation | train)
 
 
 _SOURCES: dict[str, Source] = {
     "countdown": Source(_countdown.HUB_ID, _countdown.COLUMNS, _countdown.generate, _countdown.key),
     "function_calling": Source(
-        _function_calling.HUB_ID, _function_calling.COLUMNS, _function_calling.generate, _function_calling.key
-    ),
+        _function_calling.HUB_ID, _function_calling.COLUMNS, _function_calling.generate, _function_calling.key,
+        streams=True),
 }
 
 
@@ -73,6 +75,8 @@ class DataConfig:
             raise ValueError(f"n_test and n_train must be >= 1, got {self.n_test}, {self.n_train}")
         if self.n_validation < 0:
             raise ValueError(f"n_validation must be >= 0, got {self.n_validation}")
+        if "stream" in self.generator:
+            raise ValueError("data.generator must not set `stream`: load_split chooses it per split")
 
 
 def _read_file(path: str):
@@ -134,12 +138,13 @@ def load_split(cfg: DataConfig, split: str):
         raise ValueError("this run has no validation split: set data.n_validation > 0")
     source = _SOURCES[cfg.task]
     if cfg.source == "generate":
-        held = source.generate(cfg.n_test + cfg.n_validation, seed=2 * cfg.seed + 1, **cfg.generator)
+        stream = (lambda name: {"stream": name}) if source.streams else (lambda name: {})
+        held = source.generate(cfg.n_test + cfg.n_validation, seed=2 * cfg.seed + 1, **cfg.generator, **stream("held_out"))
         if split != "train":
             return datasets.Dataset.from_list(held[: cfg.n_test] if split == "test" else held[cfg.n_test :])
         held_out = {source.key(row) for row in held}
         want = cfg.n_train if cfg.n_train is not None else 20_000
-        pool = source.generate(want + len(held), seed=2 * cfg.seed, **cfg.generator)
+        pool = source.generate(want + len(held), seed=2 * cfg.seed, **cfg.generator, **stream("train"))
         train = [row for row in pool if source.key(row) not in held_out][:want]
         return datasets.Dataset.from_list(train)
     if cfg.source == "hub":

@@ -4,6 +4,9 @@ Generator, per row: choose 1-3 calls (the same tool may be called twice with dif
 xLAM's parallel calls are), sample each call's request and gold arguments from its tool, add 0-3
 distractor tools the query does not need, shuffle the offered tools, and join the requests into one
 query. Columns are exactly the hub's: `query`, `tools` (JSON string), `answers` (JSON string).
+With `hold_out_values`, load_split generates its test and validation rows with the held-out third of the
+copied argument values (cities, tickers, emails, ...; see tool_library.values_for) and its training rows
+with the rest, so no held-out row shares such a value with a training row (`stream` says which).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 
-from r3kit.data.tool_library import TOOLS
+from r3kit.data.tool_library import STREAMS, TOOLS, values_for
 
 HUB_ID = "Salesforce/xlam-function-calling-60k"
 COLUMNS = ("query", "tools", "answers")
@@ -19,12 +22,12 @@ COLUMNS = ("query", "tools", "answers")
 _JOINERS = [" and ", ". Also, ", "; then ", ", and also "]
 
 
-def _one_row(rng: random.Random, max_calls: int, max_distractors: int) -> dict:
+def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: dict) -> dict:
     n_calls = rng.randint(1, max_calls)
     called = [rng.choice(TOOLS) for _ in range(n_calls)]
     requests, answers = [], []
     for tool in called:
-        text, arguments = tool.sample(rng)
+        text, arguments = tool.sample(rng, values)
         requests.append(text)
         answers.append({"name": tool.name, "arguments": arguments})
     needed = {tool.name for tool in called}
@@ -42,10 +45,14 @@ def _one_row(rng: random.Random, max_calls: int, max_distractors: int) -> dict:
     }
 
 
-def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3) -> list[dict]:
-    """`n` distinct rows, deterministic under `seed`."""
+def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3, hold_out_values: bool = False,
+             stream: str = "all") -> list[dict]:
+    """`n` distinct rows, deterministic under `seed`; with `hold_out_values`, drawn from `stream`'s values."""
     if max_calls < 1 or max_distractors < 0:
         raise ValueError(f"max_calls must be >= 1 and max_distractors >= 0, got {max_calls}, {max_distractors}")
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+    values = values_for(stream if hold_out_values else "all")
     rng = random.Random(seed)
     rows, seen = [], set()
     tries = 0
@@ -53,7 +60,7 @@ def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3
         tries += 1
         if tries > 20 * n + 1000:
             raise ValueError(f"could not generate {n} distinct rows (got {len(rows)})")
-        row = _one_row(rng, max_calls, max_distractors)
+        row = _one_row(rng, max_calls, max_distractors, values)
         if key(row) not in seen:
             seen.add(key(row))
             rows.append(row)

@@ -1,8 +1,14 @@
 """A library of realistic tool schemas (xLAM format) and, for each, a sampler of (request, gold arguments).
 
-A `Tool` is the schema the model sees plus `sample(rng) -> (request text, arguments)`. Argument types
-cover string, integer, float, list, bool and optional arguments (an optional argument is sometimes
+A `Tool` is the schema the model sees plus `sample(rng, values) -> (request text, arguments)`. Argument
+types cover string, integer, float, list, bool and optional arguments (an optional argument is sometimes
 stated in the request, then it is in the gold arguments; otherwise it is left out, as in xLAM).
+
+Values that a call copies from its request (cities, currency codes, tickers, emails, words, phrases,
+dates, event titles, cuisines, subjects) come from `VALUES`. `values_for(stream)` splits each of those
+lists: "held_out" gets every third value, "train" the rest, "all" everything; so rows generated for
+evaluation can use argument values no training row ever used. Numbers are drawn from the same ranges in
+every stream, and knowledge the request does not spell out (language -> ISO code, the units) is shared.
 """
 
 from __future__ import annotations
@@ -11,14 +17,40 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CITIES = ["Paris", "Tokyo", "Nairobi", "Lima", "Toronto", "Berlin", "Mumbai", "Sydney", "Austin", "Oslo", "Seoul", "Cairo"]
-CURRENCIES = ["USD", "EUR", "JPY", "GBP", "INR", "CAD", "AUD", "CHF"]
-TICKERS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL", "META", "IBM"]
-PEOPLE = ["alice@example.com", "bob@example.com", "carol@example.com", "dan@example.com", "erin@example.com"]
-WORDS = ["serendipity", "ephemeral", "quixotic", "laconic", "ubiquitous", "meticulous"]
+VALUES: dict[str, list] = {
+    "cities": ["Paris", "Tokyo", "Nairobi", "Lima", "Toronto", "Berlin", "Mumbai", "Sydney", "Austin", "Oslo", "Seoul",
+               "Cairo", "Madrid", "Denver", "Quito", "Hanoi", "Dublin", "Accra", "Perth", "Lyon", "Kyoto", "Bogota",
+               "Vienna", "Dakar", "Boston", "Lagos", "Rome", "Riga", "Doha", "Pune", "Kiev", "Porto", "Cusco", "Fez"],
+    "currencies": ["USD", "EUR", "JPY", "GBP", "INR", "CAD", "AUD", "CHF", "SEK", "NZD", "BRL", "ZAR", "MXN", "SGD",
+                   "KRW"],
+    "tickers": ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL", "META", "IBM", "ORCL", "INTC", "AMD", "NFLX", "SHOP",
+                "UBER", "SAP", "ADBE", "CSCO", "QCOM"],
+    "people": ["alice@example.com", "bob@example.com", "carol@example.com", "dan@example.com", "erin@example.com",
+               "frank@mail.org", "grace@mail.org", "heidi@corp.net", "ivan@corp.net", "judy@mail.org", "ken@corp.net",
+               "lena@example.com"],
+    "words": ["serendipity", "ephemeral", "quixotic", "laconic", "ubiquitous", "meticulous", "gregarious", "candid",
+              "lucid", "frugal", "verbose", "stoic", "zealous", "benign", "austere"],
+    "phrases": ["good morning", "where is the station", "thank you very much", "see you tomorrow", "how much is it",
+                "i am lost", "the bill please", "good night"],
+    "dates": ["2025-03-14", "2025-07-01", "2025-11-23", "2026-01-09", "2026-05-30", "2025-02-18", "2025-09-05",
+              "2026-03-27", "2026-08-12"],
+    "titles": ["Team sync", "Dentist", "Project review", "Lunch with Sam", "Budget planning", "Yoga", "Demo day",
+               "Code review", "Board call"],
+    "cuisines": ["Thai", "Italian", "vegan", "Ethiopian", "sushi", "Mexican", "Greek", "Korean", "Lebanese"],
+    "topics": ["the report", "tomorrow's meeting", "the invoice", "the offer", "the trip", "the launch"],
+}
 LANGS = {"French": "fr", "Spanish": "es", "German": "de", "Japanese": "ja", "Swahili": "sw"}
-PHRASES = ["good morning", "where is the station", "thank you very much", "see you tomorrow"]
-DATES = ["2025-03-14", "2025-07-01", "2025-11-23", "2026-01-09", "2026-05-30"]
+STREAMS = ("all", "train", "held_out")
+
+
+def values_for(stream: str = "all") -> dict[str, list]:
+    """The copied values a stream of rows draws from: all, the training two thirds, or the held-out third."""
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+    if stream == "all":
+        return VALUES
+    keep = (lambda i: i % 3 == 2) if stream == "held_out" else (lambda i: i % 3 != 2)
+    return {name: [v for i, v in enumerate(pool) if keep(i)] for name, pool in VALUES.items()}
 
 
 @dataclass(frozen=True)
@@ -26,7 +58,7 @@ class Tool:
     name: str
     description: str
     parameters: dict  # name -> {"description", "type", "default"?}
-    sample: Callable[[random.Random], tuple[str, dict]]
+    sample: Callable[[random.Random, dict], tuple[str, dict]]
 
     def schema(self) -> dict:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
@@ -39,31 +71,31 @@ def _p(description: str, type_: str, default=None) -> dict:
     return spec
 
 
-def _weather(rng):
-    city = rng.choice(CITIES)
+def _weather(rng, v):
+    city = rng.choice(v["cities"])
     if rng.random() < 0.4:
         unit = rng.choice(["celsius", "fahrenheit"])
         return f"what is the weather in {city} in {unit}", {"location": city, "unit": unit}
     return f"what is the current weather in {city}", {"location": city}
 
 
-def _convert(rng):
+def _convert(rng, v):
     amount = rng.choice([round(rng.uniform(5, 5000), 2), rng.randint(1, 1000)])
-    src, dst = rng.sample(CURRENCIES, 2)
+    src, dst = rng.sample(v["currencies"], 2)
     return f"convert {amount} {src} to {dst}", {"amount": amount, "from_currency": src, "to_currency": dst}
 
 
-def _stock(rng):
-    ticker = rng.choice(TICKERS)
+def _stock(rng, v):
+    ticker = rng.choice(v["tickers"])
     if rng.random() < 0.5:
         days = rng.choice([5, 30, 90, 365])
         return f"show the {days}-day price history of {ticker}", {"symbol": ticker, "days": days}
     return f"get the latest stock price of {ticker}", {"symbol": ticker}
 
 
-def _flights(rng):
-    a, b = rng.sample(CITIES, 2)
-    date, n = rng.choice(DATES), rng.randint(1, 4)
+def _flights(rng, v):
+    a, b = rng.sample(v["cities"], 2)
+    date, n = rng.choice(v["dates"]), rng.randint(1, 4)
     args = {"origin": a, "destination": b, "date": date, "passengers": n}
     text = f"find flights from {a} to {b} on {date} for {n} passenger{'s' if n > 1 else ''}"
     if rng.random() < 0.3:
@@ -72,41 +104,41 @@ def _flights(rng):
     return text, args
 
 
-def _event(rng):
-    title = rng.choice(["Team sync", "Dentist", "Project review", "Lunch with Sam", "Budget planning"])
-    date, minutes = rng.choice(DATES), rng.choice([15, 30, 45, 60, 90])
-    attendees = rng.sample(PEOPLE, rng.randint(1, 3))
+def _event(rng, v):
+    title = rng.choice(v["titles"])
+    date, minutes = rng.choice(v["dates"]), rng.choice([15, 30, 45, 60, 90])
+    attendees = rng.sample(v["people"], rng.randint(1, 3))
     text = f"schedule '{title}' on {date} for {minutes} minutes with {', '.join(attendees)}"
     return text, {"title": title, "date": date, "duration_minutes": minutes, "attendees": attendees}
 
 
-def _bmi(rng):
+def _bmi(rng, v):
     weight, height = round(rng.uniform(45, 120), 1), round(rng.uniform(1.5, 2.05), 2)
     return f"calculate the BMI for someone weighing {weight} kg and {height} m tall", {"weight_kg": weight, "height_m": height}
 
 
-def _define(rng):
-    word = rng.choice(WORDS)
+def _define(rng, v):
+    word = rng.choice(v["words"])
     return f"define the word '{word}'", {"word": word}
 
 
-def _translate(rng):
-    phrase, (lang, code) = rng.choice(PHRASES), rng.choice(list(LANGS.items()))
+def _translate(rng, v):
+    phrase, (lang, code) = rng.choice(v["phrases"]), rng.choice(list(LANGS.items()))
     return f"translate '{phrase}' into {lang}", {"text": phrase, "target_language": code}
 
 
-def _primes(rng):
+def _primes(rng, v):
     limit = rng.choice([10, 50, 100, 250, 1000])
     return f"list all prime numbers up to {limit}", {"limit": limit}
 
 
-def _average(rng):
+def _average(rng, v):
     numbers = [rng.randint(1, 100) for _ in range(rng.randint(3, 6))]
     return f"compute the average of {numbers}", {"numbers": numbers}
 
 
-def _restaurants(rng):
-    city, cuisine = rng.choice(CITIES), rng.choice(["Thai", "Italian", "vegan", "Ethiopian", "sushi"])
+def _restaurants(rng, v):
+    city, cuisine = rng.choice(v["cities"]), rng.choice(v["cuisines"])
     args = {"city": city, "cuisine": cuisine}
     text = f"find {cuisine} restaurants in {city}"
     if rng.random() < 0.4:
@@ -115,18 +147,18 @@ def _restaurants(rng):
     return text, args
 
 
-def _email(rng):
-    to, topic = rng.choice(PEOPLE), rng.choice(["the report", "tomorrow's meeting", "the invoice"])
+def _email(rng, v):
+    to, topic = rng.choice(v["people"]), rng.choice(v["topics"])
     return f"send an email to {to} with subject 'About {topic}'", {"to": to, "subject": f"About {topic}"}
 
 
-def _timezone(rng):
-    city = rng.choice(CITIES)
+def _timezone(rng, v):
+    city = rng.choice(v["cities"])
     return f"what time is it now in {city}", {"city": city}
 
 
-def _shipping(rng):
-    weight, dest = round(rng.uniform(0.2, 30), 1), rng.choice(CITIES)
+def _shipping(rng, v):
+    weight, dest = round(rng.uniform(0.2, 30), 1), rng.choice(v["cities"])
     express = rng.random() < 0.5
     text = f"estimate the {'express' if express else 'standard'} shipping cost of a {weight} kg parcel to {dest}"
     return text, {"weight_kg": weight, "destination": dest, "express": express}

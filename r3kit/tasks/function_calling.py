@@ -122,9 +122,41 @@ def _describe(calls: Counter) -> str:
     return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
 
 
+def _brief_type(spec: Any) -> str:
+    kind = str(spec.get("type", "any")) if isinstance(spec, dict) else "any"
+    optional = "optional" in kind.lower() or (isinstance(spec, dict) and "default" in spec)
+    kind = re.sub(r",?\s*optional", "", kind, flags=re.IGNORECASE).strip().lower() or "any"
+    return kind.replace(" ", "") + ("?" if optional else "")
+
+
+def brief_tools(tools: str) -> str:
+    """The offered tools in one short line, for small models: `get_weather(location:str,unit:str?) | ...`
+    (`?`: optional, i.e. typed optional or with a default). Tools it cannot read are shown by name only."""
+    try:
+        parsed = json.loads(tools)
+    except ValueError:
+        return str(tools)
+    parts = []
+    for tool in parsed if isinstance(parsed, list) else [parsed]:
+        if not isinstance(tool, dict):
+            continue
+        params = tool.get("parameters")
+        if isinstance(params, dict) and isinstance(params.get("properties"), dict):  # OpenAI / JSON-schema style
+            required = set(params.get("required") or [])
+            params = {k: {**v, "type": v.get("type", "any") + ("" if k in required else ", optional")}
+                      if isinstance(v, dict) else v for k, v in params["properties"].items()}
+        args = ",".join(f"{k}:{_brief_type(v)}" for k, v in params.items()) if isinstance(params, dict) else ""
+        parts.append(f"{tool.get('name', '?')}({args})")
+    return " | ".join(parts)
+
+
 class FunctionCallingTask(Task):
     name = "function_calling"
     columns = ("query", "tools", "answers")
+
+    def template_fields(self, example: dict) -> dict[str, Any]:
+        """The columns, plus `tools_brief` (brief_tools) for short prompts."""
+        return {**super().template_fields(example), "tools_brief": brief_tools(example["tools"])}
 
     def verify(self, completion: Any, example: dict) -> Verdict:
         if not isinstance(completion, str):
