@@ -13,6 +13,9 @@ stage, and returns a RunConfig, before any model is loaded or any notebook start
     cpu-demo  the default: the kit's own student, offline on CPU, under 20 minutes on 2 cores (see student.py)
     cpu-study the headline: 5 training seeds over 2 students, three arms at equal budget, checkpoints chosen
               on validation (`r3kit reproduce --profile cpu-study`, about 90 minutes on 2 cores; see study.py)
+    cpu-demo-function-calling  the kit's own student on offline function calling (xLAM rows, test argument
+              values never seen in training), CPU (see student_calls.py)
+    smoke-function-calling  seconds: a tiny random model through every stage of function calling (tests)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
 """
@@ -51,6 +54,10 @@ _STUDENT_FORGETTING = {"tasks": ["r3kit_countdown_arithmetic", "r3kit_countdown_
                                  "r3kit_countdown_far_targets"],
                        "apply_chat_template": True}
 _STUDENT_TOKENS = {"attempt_tokens": 56, "reflection_tokens": 40, "retry_tokens": 56}
+# The function-calling student's rows: one or two calls, up to one tool the query does not need, and test and
+# validation argument values (cities, tickers, emails, ...) that no training row uses (data/function_calling.py).
+_CALLS_GENERATOR = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1}
+_CALLS_TOKENS = {"attempt_tokens": 192, "reflection_tokens": 64, "retry_tokens": 192}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -115,6 +122,35 @@ PROFILES: dict[str, dict[str, Any]] = {
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
         "select": {"metric": "second_try"},
         "study": {"seeds": [0, 1, 2, 3, 4], "students": [0, 1]},
+    },
+    "smoke-function-calling": {
+        "description": "seconds: a tiny random model through every stage of function calling (tests)",
+        "task": "function_calling", "prompt_style": "compact",
+        "model": {"name": "student", "dtype": "float32", "max_seq_length": 1024},
+        "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "reflection_style": "check"},
+        "data": {"n_test": 12, "n_validation": 8, "n_train": 24, "generator": _CALLS_GENERATOR},
+        "evaluate": {"attempt_tokens": 24, "reflection_tokens": 16, "retry_tokens": 24, "batch_size": 32},
+        "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
+        "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
+                  "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+        "select": {"metric": "second_try"},
+    },
+    "cpu-demo-function-calling": {
+        "description": "the kit's own student on offline function calling (xLAM rows; test argument values never "
+                       "seen in training), CPU",
+        "task": "function_calling", "prompt_style": "compact",
+        "model": {"name": "student", "dtype": "float32", "max_seq_length": 1024},
+        "student": {"steps": 400, "batch_size": 32, "reflection_style": "check"},
+        "data": {"n_test": 1000, "n_validation": 300, "n_train": 3000, "generator": _CALLS_GENERATOR},
+        "evaluate": {**_CALLS_TOKENS, "batch_size": 200},
+        "mine": {"k": 1, "keep": "any", "attempt_tokens": _CALLS_TOKENS["attempt_tokens"], "temperature": 0.0,
+                 "chunk_size": 1000, "batch_size": 250},
+        "train": {"steps": 40, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
+                  "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 64, "retry_tokens": 192,
+                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 20},
+        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+        "select": {"metric": "second_try"},
     },
     "smollm2-function-calling": {
         "description": "SmolLM2-135M-Instruct (shipped in a wheel) on offline function calling, CPU; no learning expected",

@@ -123,9 +123,16 @@ def test_bad_input_names_the_problem(tmp_path, df):
 
 def test_function_calling_reasons_group_by_kind_not_by_tool():
     task = get_task("function_calling")
-    assert task.reason_category("wrong arguments for get_weather") == "wrong arguments"
-    assert task.reason_category("missing call(s) a, b; unexpected call(s) c") == "missing call(s); unexpected call(s)"
-    assert task.reason_category("invalid JSON at char 17") == "invalid JSON at char N"
+    assert task.reason_category("wrong arguments for get_weather (missing unit; wrong value city)") == \
+        "wrong argument value"
+    assert task.reason_category("wrong arguments for get_weather (missing unit)") == "missing argument"
+    assert task.reason_category("wrong arguments for f, g (unexpected x)") == "extra argument"
+    assert task.reason_category("missing call(s) a, b; unexpected call(s) c") == "missing call"
+    assert task.reason_category("missing call(s) a; unexpected call(s) c") == "wrong tool"
+    assert task.reason_category("unexpected call(s) c, c") == "extra call"
+    assert task.reason_category("malformed JSON (Expecting value at position 17)") == "malformed"
+    assert task.reason_category("correct") == "correct"
+    assert get_task("countdown").failure_categories == ()
 
 
 def test_models_evaluated_on_different_problems_compare_on_the_shared_ones():

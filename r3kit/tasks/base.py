@@ -42,6 +42,7 @@ class Verdict:
 class Task:
     name: ClassVar[str] = ""
     columns: ClassVar[tuple[str, ...]] = ()
+    failure_categories: ClassVar[tuple[str, ...]] = ()  # what reason_category returns, if a fixed set (figures)
 
     def __init__(self, style: str = "instruct", prompts: Prompts | None = None, **prompt_overrides: str):
         base = prompts if prompts is not None else get_prompts(self.name, style)

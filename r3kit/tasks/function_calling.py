@@ -117,6 +117,24 @@ def _gold_calls(answers: str) -> tuple[tuple[str, Any], ...]:
         raise ValueError(f"function_calling example has unusable `answers` ({error}): {answers[:200]!r}") from None
 
 
+def _argument_detail(gold: Counter, got: Counter) -> str:
+    """" (missing unit; wrong value location)": how the unmatched calls' arguments differ, pairing each gold
+    call with a got call of the same name (a sorted, hence deterministic, pairing)."""
+    unmatched = sorted(got.elements(), key=repr)
+    found = set()
+    for name, arguments in sorted(gold.elements(), key=repr):
+        partner = next((c for c in unmatched if c[0] == name), None)
+        if partner is None:
+            continue
+        unmatched.remove(partner)
+        want = dict(arguments[1]) if arguments[0] == "object" else {}
+        have = dict(partner[1][1]) if partner[1][0] == "object" else {}
+        found |= {f"missing {k}" for k in want.keys() - have.keys()}
+        found |= {f"unexpected {k}" for k in have.keys() - want.keys()}
+        found |= {f"wrong value {k}" for k in want.keys() & have.keys() if want[k] != have[k]}
+    return f" ({'; '.join(sorted(found))})" if found else ""
+
+
 def _describe(calls: Counter) -> str:
     names = sorted(name for name, _ in calls.elements())
     return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
@@ -173,7 +191,7 @@ class FunctionCallingTask(Task):
             return Verdict(True, "correct")
         gold_names, got_names = Counter(n for n, _ in gold.elements()), Counter(n for n, _ in got.elements())
         if gold_names == got_names:
-            return Verdict(False, "wrong arguments for " + _describe(gold - got))
+            return Verdict(False, "wrong arguments for " + _describe(gold - got) + _argument_detail(gold - got, got - gold))
         missing, extra = gold_names - got_names, got_names - gold_names
         parts = []
         if missing:
@@ -182,10 +200,26 @@ class FunctionCallingTask(Task):
             parts.append("unexpected call(s) " + ", ".join(sorted(extra.elements())))
         return Verdict(False, "; ".join(parts))
 
+    failure_categories = ("malformed", "wrong tool", "missing call", "extra call", "wrong argument value",
+                          "missing argument", "extra argument")
+
     def reason_category(self, reason: str) -> str:
-        """wrong arguments / missing call / unexpected call (the tool names dropped), or the parse error masked."""
-        kinds = [kind for kind in ("wrong arguments", "missing call(s)", "unexpected call(s)") if kind in reason]
-        return "; ".join(kinds) if kinds else super().reason_category(reason)
+        """One of failure_categories (or "correct"): a parse failure is "malformed"; as many missing calls as
+        unexpected ones is "wrong tool"; wrong arguments are a wrong value if any, else a missing argument,
+        else an extra one (the verifier's detail in parentheses)."""
+        reason = str(reason)
+        if reason == "correct":
+            return reason
+        if reason.startswith("wrong arguments"):
+            detail = reason[reason.find("("):]
+            return next((kind for word, kind in (("wrong value", "wrong argument value"), ("missing", "missing argument"),
+                                                 ("unexpected", "extra argument")) if word in detail),
+                        "wrong argument value")
+        counts = dict(re.findall(r"(missing|unexpected) call\(s\) ([^;]*)", reason))
+        if counts:
+            missing, extra = (len(counts[k].split(", ")) if k in counts else 0 for k in ("missing", "unexpected"))
+            return "wrong tool" if missing == extra else "missing call" if missing > extra else "extra call"
+        return "malformed"
 
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
