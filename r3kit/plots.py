@@ -8,6 +8,11 @@
     training_curves.png       per step: retry success (reward), groups with no signal, reflection length, KL
     reflection_length.png     reflection length (tokens) on the test set before and after training
     accuracy_by_difficulty.png  first and second try by difficulty bucket (e.g. 3 vs 4 numbers)
+    failure_categories.png    (tasks with Task.failure_categories, e.g. function calling) the verifier's reasons by
+                              kind, per model: failed first attempts, and failed retries after the model's own
+                              reflection, as a share of the test problems
+    reflections.md            (the same tasks) three random problems that vanilla and each trained model both failed
+                              on the first try: the attempt, the reflection and the retry's verdict, before and after
     forgetting.md / forgetting.png  (runs with forgetting.json) each lm-eval benchmark: every model's score with
                               +-1.96 lm-eval standard errors, and each trained model minus vanilla, paired per item,
                               with its 95% t interval
@@ -226,6 +231,73 @@ def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
     return _save(fig, out)
 
 
+def _categorised_task(run_dir: Path):
+    """The run's task if it sorts its failures into fixed categories, else None."""
+    from r3kit.tasks import get_task
+
+    metrics = _metrics(run_dir)
+    names = {m.get("task") for m in metrics.values() if isinstance(m, dict)} - {None}
+    task = get_task(names.pop()) if len(names) == 1 else None
+    return task if task is not None and task.failure_categories else None
+
+
+def failure_categories(run_dir: Path, out: Path) -> Path | None:
+    from r3kit.explore import episodes, failure_reasons
+
+    task = _categorised_task(run_dir)
+    if task is None:
+        return None
+    df = episodes(run_dir)
+    labels = dict(MODELS)
+    models = [m for m in df["model"].unique() if m in labels]
+    n = {m: df.loc[df["model"] == m, "index"].nunique() for m in models}
+    fig, axes = _subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    categories = list(task.failure_categories)
+    width = 0.8 / max(1, len(models))
+    for ax, turn, title in zip(axes, ("first", "retry"), ("failed first attempts", "failed retries after own reflection")):
+        counts = failure_reasons(df, task, turn).reindex(index=categories, columns=models).fillna(0)
+        for k, model in enumerate(models):
+            shares = [100 * counts.loc[c, model] / n[model] for c in categories]
+            ax.bar([i + (k - (len(models) - 1) / 2) * width for i in range(len(categories))], shares, width,
+                   label=f"{labels[model]} ({sum(shares):.1f}% in all)", color=COLOURS[[m for m, _ in MODELS].index(model)])
+        ax.set_xticks(range(len(categories)), [textwrap.fill(c, 10) for c in categories], fontsize=8)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("% of test problems")
+    fig.suptitle("Why the verifier failed them, by kind (counts per kind in results' transcripts)", fontsize=10)
+    return _save(fig, out)
+
+
+def reflections_markdown(run_dir: Path, k: int = 3, seed: int = 0) -> str | None:
+    """Three random problems (seeded) that vanilla and each trained model both failed on the first try, with
+    each model's attempt, reflection and the retry's verdict: the reflections before and after training."""
+    import random
+
+    from r3kit.explore import episodes
+
+    if _categorised_task(run_dir) is None:
+        return None
+    df = episodes(run_dir)
+    own = df[df["condition"] == "reflection"].set_index(["model", "index"])
+    lines = ["# Reflections before and after training", "",
+             f"{k} random problems (seed {seed}) that vanilla and the trained model both failed on the first try, "
+             "from the test transcripts. Lengths are in tokens.", ""]
+    for model, label in MODELS[1:]:
+        if model not in df["model"].unique():
+            continue
+        shared = sorted(set(own.loc["vanilla"].index) & set(own.loc[model].index)) if "vanilla" in own.index else []
+        lines += [f"## vanilla vs {label}", ""]
+        for index in random.Random(seed).sample(shared, min(k, len(shared))):
+            lines += [f"### problem {index}", "", "```", str(own.loc[("vanilla", index), "problem"]), "```", ""]
+            for who, name in (("vanilla", "vanilla"), (model, label)):
+                row = own.loc[(who, index)]
+                lines += [f"- **{name}** attempt: `{row['attempt']}`",
+                          f"  reflection ({row['reflection_tokens']} tokens): `{row['reflection']}`",
+                          f"  retry {'passed' if row['ok'] else 'failed'}: `{row['retry']}` ({row['reason']})"]
+            lines.append("")
+    return "\n".join(lines)
+
+
 def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
     metrics = _metrics(run_dir)
     models = _models(metrics)
@@ -405,6 +477,11 @@ def all_figures(run_dir: str | Path) -> list[Path]:
             training_curves(run_dir, figures / "training_curves.png"),
             reflection_lengths(run_dir, figures / "reflection_length.png"),
             accuracy_by_difficulty(run_dir, figures / "accuracy_by_difficulty.png")]
+    made.append(failure_categories(run_dir, figures / "failure_categories.png"))
+    samples = reflections_markdown(run_dir)
+    if samples is not None:
+        (figures / "reflections.md").write_text(samples)
+        made.append(figures / "reflections.md")
     table = forgetting_markdown(run_dir)
     if table is not None:
         (figures / "forgetting.md").write_text(table)

@@ -261,12 +261,13 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    positions, tokens = 512, ()
     if task == "function_calling":
-        from r3kit.student_calls import MAX_POSITIONS, TOKENS
-    else:
-        MAX_POSITIONS, TOKENS = 512, ()  # noqa: N806
-    model, tokenizer = build_char_model(cfg.hidden, cfg.layers, cfg.heads, max_positions=MAX_POSITIONS, seed=cfg.seed,
-                                        extra_tokens=TOKENS)
+        from r3kit import student_calls
+
+        positions, tokens = student_calls.MAX_POSITIONS, student_calls.TOKENS
+    model, tokenizer = build_char_model(cfg.hidden, cfg.layers, cfg.heads, max_positions=positions, seed=cfg.seed,
+                                        extra_tokens=tokens)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
