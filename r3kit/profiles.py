@@ -48,8 +48,9 @@ ARM_SECTIONS = ("grpo", "control")  # overrides of `train`
 TOP_LEVEL = ("description", "task", "prompt_style")
 DEFAULT_PROFILE = "cpu-demo"
 
-# The CPU student knows only Countdown: its forgetting check is Countdown outside its training world
-# (r3kit/harness_tasks), run through lm-eval like the paper's benchmarks on the GPU profiles.
+# The CPU students know only their task: their forgetting check is that task outside their training world
+# (r3kit/harness_tasks: Countdown with four numbers or far targets; function calling with three calls or
+# more unneeded tools), run through lm-eval like the paper's benchmarks on the GPU profiles.
 _STUDENT_FORGETTING = {"tasks": ["r3kit_countdown_arithmetic", "r3kit_countdown_four_numbers",
                                  "r3kit_countdown_far_targets"],
                        "apply_chat_template": True}
@@ -151,6 +152,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 20},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
         "select": {"metric": "second_try"},
+        "forgetting": {"tasks": ["r3kit_calls_three", "r3kit_calls_more_tools"], "apply_chat_template": True,
+                       "limit": 200, "batch_size": 100},
     },
     "smollm2-function-calling": {
         "description": "SmolLM2-135M-Instruct (shipped in a wheel) on offline function calling, CPU; no learning expected",

@@ -237,8 +237,10 @@ def test_gpu_profiles_carry_the_papers_four_benchmarks_and_cpu_profiles_the_stud
         assert cfg.tasks == ("mmlu_pro", "gsm8k", "hellaswag", "minerva_math") and cfg.limit and cfg.apply_chat_template
     assert resolve("cpu-demo").forgetting.tasks == ("r3kit_countdown_arithmetic", "r3kit_countdown_four_numbers",
                                                    "r3kit_countdown_far_targets")
+    calls = resolve("cpu-demo-function-calling").forgetting.tasks
+    assert calls == ("r3kit_calls_three", "r3kit_calls_more_tools")
     known = set(forgetting.task_manager(ForgettingConfig()).all_tasks)  # the harness has every name the profiles use
-    assert set(forgetting.PAPER_BENCHMARKS) | set(resolve("cpu-demo").forgetting.tasks) <= known
+    assert set(forgetting.PAPER_BENCHMARKS) | set(resolve("cpu-demo").forgetting.tasks) | set(calls) <= known
 
 
 def test_paired_difference_is_scipys_paired_t_and_exact_mcnemar():
@@ -281,3 +283,25 @@ def test_harness_tasks_generate_solvable_problems_outside_the_students_world():
     assert utils.doc_to_text({"nums": [3, 5, 7], "target": 22}) == task.first_messages({"nums": [3, 5, 7], "target": 22})[0]["content"]
     assert utils.process_results({"nums": [3, 5, 7], "target": 22}, ["3*5=15,15+7=22 so <answer>(3*5)+7</answer>"]) == {"accuracy": 1.0}
     assert utils.process_results({"nums": [3, 5, 7], "target": 22}, ["<answer>__import__('os')</answer>"]) == {"accuracy": 0.0}
+
+
+def test_function_calling_harness_tasks_lie_outside_the_students_world():
+    import json
+
+    from r3kit.data.tool_library import values_for
+    from r3kit.harness_tasks import utils
+
+    world = resolve("cpu-demo-function-calling").data.generator
+    three = utils.load_calls(40, 1, 3, 3, 1)["test"]
+    more = utils.load_calls(40, 2, 1, 2, 3)["test"]
+    assert all(len(json.loads(r["answers"])) == 3 for r in three) and world["max_calls"] == 2
+    assert max(len(json.loads(r["tools"])) - len({c["name"] for c in json.loads(r["answers"])}) for r in more) == 3
+    assert world["max_distractors"] == 1
+    held = {v for pool in values_for("held_out").values() for v in pool}
+    cities = {c["arguments"]["location"] for r in three for c in json.loads(r["answers"]) if c["name"] == "get_weather"}
+    assert cities and cities <= held
+    for row in list(three) + list(more):
+        gold = json.dumps(json.loads(row["answers"]), separators=(",", ":"))
+        assert utils.process_calls(row, [gold]) == {"accuracy": 1.0}
+        assert utils.process_calls(row, [gold[:-1]]) == {"accuracy": 0.0}
+        assert utils.calls_to_text(row).endswith(row["query"])

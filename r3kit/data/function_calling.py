@@ -22,8 +22,8 @@ COLUMNS = ("query", "tools", "answers")
 _JOINERS = [" and ", ". Also, ", "; then ", ", and also "]
 
 
-def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: dict) -> dict:
-    n_calls = rng.randint(1, max_calls)
+def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: dict, min_calls: int = 1) -> dict:
+    n_calls = rng.randint(min_calls, max_calls)
     called = [rng.choice(TOOLS) for _ in range(n_calls)]
     requests, answers = [], []
     for tool in called:
@@ -46,10 +46,11 @@ def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: d
 
 
 def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3, hold_out_values: bool = False,
-             stream: str = "all") -> list[dict]:
+             stream: str = "all", min_calls: int = 1) -> list[dict]:
     """`n` distinct rows, deterministic under `seed`; with `hold_out_values`, drawn from `stream`'s values."""
-    if max_calls < 1 or max_distractors < 0:
-        raise ValueError(f"max_calls must be >= 1 and max_distractors >= 0, got {max_calls}, {max_distractors}")
+    if not 1 <= min_calls <= max_calls or max_distractors < 0:
+        raise ValueError(f"need 1 <= min_calls <= max_calls and max_distractors >= 0, got {min_calls}, {max_calls}, "
+                         f"{max_distractors}")
     if stream not in STREAMS:
         raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
     values = values_for(stream if hold_out_values else "all")
@@ -60,7 +61,7 @@ def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3
         tries += 1
         if tries > 20 * n + 1000:
             raise ValueError(f"could not generate {n} distinct rows (got {len(rows)})")
-        row = _one_row(rng, max_calls, max_distractors, values)
+        row = _one_row(rng, max_calls, max_distractors, values, min_calls)
         if key(row) not in seen:
             seen.add(key(row))
             rows.append(row)

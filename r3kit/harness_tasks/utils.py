@@ -7,10 +7,12 @@ from functools import lru_cache
 
 import datasets
 
+from r3kit.data import function_calling
 from r3kit.data.countdown import generate
 from r3kit.tasks import get_task
 
 _TASK = get_task("countdown", style="compact")
+_CALLS = get_task("function_calling", style="compact")
 
 
 @lru_cache(maxsize=16)
@@ -56,3 +58,21 @@ def doc_to_text(doc: dict) -> str:
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     return {"accuracy": float(_TASK.verify(results[0], doc).ok)}
+
+
+def load_calls(n: int, seed: int, min_calls: int, max_calls: int, max_distractors: int, **_metadata) -> datasets.DatasetDict:
+    """`n` function-calling rows from the kit's generator, with the held-out argument values (those the
+    function-calling student never trained on), the same for every call with the same settings."""
+    rows = function_calling.generate(n, seed, max_calls=max_calls, max_distractors=max_distractors,
+                                     hold_out_values=True, stream="held_out", min_calls=min_calls)
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def calls_to_text(doc: dict) -> str:
+    """The task turn exactly as r3kit's rollout sends it to the function-calling student (compact style)."""
+    (message,) = _CALLS.first_messages(doc)
+    return message["content"]
+
+
+def process_calls(doc: dict, results: list[str]) -> dict[str, float]:
+    return {"accuracy": float(_CALLS.verify(results[0], doc).ok)}
