@@ -32,8 +32,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[400])
     parser.add_argument("--n", type=int, default=200, help="validation rows")
     parser.add_argument("--set", action="append", default=[], help="profile override, e.g. student.batch_size=32")
+    parser.add_argument("--out", default="", help="keep the students and transcripts here (default: a temporary folder)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.out or scratch
         base = resolve(args.profile, Path(tmp) / "run", parse_sets(args.set))
         rows = _rows(base, "validation")[: args.n]
         exclude = held_out_keys(base)
@@ -45,7 +47,7 @@ def main() -> None:
             trained = time.perf_counter() - start
             model, tokenizer = load_model(dataclasses.replace(base.model, name=str(Path(tmp) / f"student-{steps}")))
             ecfg = dataclasses.replace(base.evaluate, conditions=("reflection",), n_examples=None)
-            result = evaluate(model, tokenizer, base.get_task(), rows, ecfg)
+            result = evaluate(model, tokenizer, base.get_task(), rows, ecfg, out_dir=Path(tmp) / f"eval-{steps}")
             release(model)
             task = base.get_task()
             reasons = Counter(task.reason_category(t["first"]["verdict"]["reason"]) for t in result.transcripts

@@ -29,14 +29,14 @@ import random
 from collections.abc import Iterator
 
 from r3kit.data.function_calling import generate, key
-from r3kit.data.tool_library import LANGS, TOOLS, values_for
+from r3kit.data.tool_library import LANGS, TOOLS, VALUES
 from r3kit.tasks import get_task
 
 TOKENS = ('{"name":"', '","arguments":{')  # JSON scaffolding as single tokens keeps sequences short
 MAX_POSITIONS = 1024
 FAULTS = ("wrong tool", "wrong value", "missing arg", "extra arg", "missing call", "extra call", "bad json")
 _LIBRARY = {tool.name: tool for tool in TOOLS}
-_POOLS = [*values_for("all").values(), list(LANGS.values()), ["celsius", "fahrenheit"]]
+_POOLS = [*VALUES.values(), list(LANGS.values()), ["celsius", "fahrenheit"]]
 
 
 def dump(calls: list[dict]) -> str:
@@ -66,8 +66,9 @@ def _other_number(value, rng: random.Random):
 
 
 def other_value(value, rng: random.Random):
-    """A plausible wrong value of the same kind: another value of its pool, a changed digit, a list with
-    one element changed or dropped, the other boolean."""
+    """A plausible wrong value of the same kind: another value of its pool (or, for a made-up value, one
+    character dropped or changed), a changed digit, a list with one element changed or dropped, the other
+    boolean."""
     if isinstance(value, bool):
         return not value
     if isinstance(value, (int, float)):
@@ -84,10 +85,10 @@ def other_value(value, rng: random.Random):
         for pool in _POOLS:
             if value in pool:
                 return rng.choice([v for v in pool if v != value])
-        if len(value) > 1:
-            i = rng.randrange(len(value))
+        i = rng.randrange(len(value)) if value else 0
+        if len(value) > 1 and rng.random() < 0.5:  # a copy slip: a character dropped, or changed
             return value[:i] + value[i + 1:]
-        return value + value
+        return value[:i] + rng.choice([c for c in "aeioustnr" if value[i:i + 1] != c]) + value[i + 1:]
     return value
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from r3kit.data import DataConfig, load_split
 from r3kit.data import function_calling as fc
-from r3kit.data.tool_library import VALUES, values_for
+from r3kit.data.tool_library import VALUES, Values, values_for
 from r3kit.models import build_char_tokenizer
 from r3kit.student import StudentConfig, make_student
 from r3kit.student_calls import FAULTS, TOKENS, brief_call, conversation, fault, other_value, training_rows
@@ -16,28 +16,31 @@ from r3kit.tasks import get_task
 from r3kit.tasks.function_calling import brief_tools
 
 TASK = get_task("function_calling")
-COPIED = {v for pool in VALUES.values() for v in pool if isinstance(v, str)}
+SHARED = {"target_language", "unit"}  # knowledge the request does not spell out: the same in every stream
 
 
 def _copied_values(rows) -> set:
-    """The string argument values of rows' gold calls that come from the copied-value pools."""
+    """The string argument values of rows' gold calls that were copied from the request."""
     out = set()
     for row in rows:
         for call in json.loads(row["answers"]):
-            for value in call["arguments"].values():
+            for name, value in call["arguments"].items():
                 for v in value if isinstance(value, list) else [value]:
-                    if v in COPIED or (isinstance(v, str) and v.startswith("About ")):
-                        out.add(v.removeprefix("About ") if isinstance(v, str) else v)
+                    if isinstance(v, str) and name not in SHARED:
+                        out.add(v.removeprefix("About "))
     return out
 
 
-def test_value_streams_split_every_pool():
-    train, held = values_for("train"), values_for("held_out")
-    for name, pool in VALUES.items():
-        assert not set(train[name]) & set(held[name]) and set(train[name]) | set(held[name]) == set(pool)
-        assert len(held[name]) >= 2 and len(train[name]) > len(held[name])  # flights draw two cities
-    assert len(values_for("held_out")["people"]) >= 3  # an event has up to three attendees
-    assert values_for("all") == VALUES
+def test_value_streams_never_share_a_value_and_all_is_the_real_lists():
+    train, held, every = Values("train"), Values("held_out"), values_for("all")
+    rng = random.Random(0)
+    for kind in VALUES:
+        a = {train.choice(rng, kind) for _ in range(300)}
+        b = {held.choice(rng, kind) for _ in range(300)}
+        assert len(a) > 50 and len(b) > 30 and not a & b, kind  # an endless supply, split in two
+        assert all(train.owns(v) and not held.owns(v) for v in a)
+        assert {every.choice(rng, kind) for _ in range(300)} <= set(VALUES[kind])
+    assert len(set(held.sample(rng, "people", 3))) == 3
     with pytest.raises(ValueError, match="stream must be one of"):
         values_for("test")
 
@@ -47,10 +50,10 @@ def test_held_out_rows_share_no_copied_value_with_training_rows():
                      generator={"hold_out_values": True, "max_calls": 2, "max_distractors": 1})
     train, test, validation = (load_split(cfg, split) for split in ("train", "test", "validation"))
     seen, held = _copied_values(train), _copied_values(test) | _copied_values(validation)
-    assert seen and held and not seen & held
-    assert held <= {v for pool in values_for("held_out").values() for v in pool}
+    assert len(seen) > 500 and len(held) > 150 and not seen & held
+    assert all(Values("held_out").owns(v) for v in held if not v.startswith("the "))
     assert all(len(json.loads(r["answers"])) <= 2 and len(json.loads(r["tools"])) <= 3 for r in test)
-    without = DataConfig(task="function_calling", n_train=600, n_test=150, seed=2)  # the default shares values
+    without = DataConfig(task="function_calling", n_train=600, n_test=150, seed=2)  # the real lists, shared
     assert _copied_values(load_split(without, "train")) & _copied_values(load_split(without, "test"))
     with pytest.raises(ValueError, match="must not set `stream`"):
         load_split(DataConfig(task="function_calling", generator={"stream": "train"}), "test")
@@ -93,7 +96,7 @@ def test_every_fault_fails_the_real_verifier_and_is_named():
 
 def test_wrong_values_are_plausible_and_different():
     rng = random.Random(3)
-    for value in ["Lima", "USD", "fr", "celsius", "x", 7, 0, 3.25, 1000, True, [1, 2, 3], ["a@b.c"]]:
+    for value in ["Lima", "USD", "fr", "celsius", "x", "Kalomi", 7, 0, 3.25, 1000, True, [1, 2, 3], ["a@b.c"]]:
         for _ in range(20):
             other = other_value(value, rng)
             assert other != value and type(other) is type(value)
@@ -121,7 +124,7 @@ def test_conversations_train_the_reflection_and_the_answer_only():
 def test_training_rows_come_from_the_training_stream_and_skip_excluded_keys():
     first = list(zip(range(50), training_rows(0, set(), {"hold_out_values": True, "max_calls": 1})))
     rows = [row for _, row in first]
-    assert not _copied_values(rows) & {v for pool in values_for("held_out").values() for v in pool}
+    assert all(Values("train").owns(v) for v in _copied_values(rows) if not v.startswith("the "))
     skipped = {fc.key(rows[0]), fc.key(rows[3])}
     again = [row for _, row in zip(range(48), training_rows(0, skipped, {"hold_out_values": True, "max_calls": 1}))]
     assert again == [r for r in rows if fc.key(r) not in skipped]

@@ -5,15 +5,18 @@ types cover string, integer, float, list, bool and optional arguments (an option
 stated in the request, then it is in the gold arguments; otherwise it is left out, as in xLAM).
 
 Values that a call copies from its request (cities, currency codes, tickers, emails, words, phrases,
-dates, event titles, cuisines, subjects) come from `VALUES`. `values_for(stream)` splits each of those
-lists: "held_out" gets every third value, "train" the rest, "all" everything; so rows generated for
-evaluation can use argument values no training row ever used. Numbers are drawn from the same ranges in
-every stream, and knowledge the request does not spell out (language -> ISO code, the units) is shared.
+dates, event titles, cuisines, subjects) come from a `Values` source: the real lists of `VALUES` (stream
+"all"), or made-up values split into two streams that never share one ("train", "held_out"; see Values),
+so rows generated for evaluation can use argument values no training row ever used. Numbers are drawn
+from the same ranges in every stream, and knowledge the request does not spell out (language -> ISO code,
+the units) is shared.
 """
 
 from __future__ import annotations
 
 import random
+import string
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,16 +44,63 @@ VALUES: dict[str, list] = {
 }
 LANGS = {"French": "fr", "Spanish": "es", "German": "de", "Japanese": "ja", "Swahili": "sw"}
 STREAMS = ("all", "train", "held_out")
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
-def values_for(stream: str = "all") -> dict[str, list]:
-    """The copied values a stream of rows draws from: all, the training two thirds, or the held-out third."""
-    if stream not in STREAMS:
-        raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
-    if stream == "all":
-        return VALUES
-    keep = (lambda i: i % 3 == 2) if stream == "held_out" else (lambda i: i % 3 != 2)
-    return {name: [v for i, v in enumerate(pool) if keep(i)] for name, pool in VALUES.items()}
+def _word(rng: random.Random, low: int, high: int) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(low, high)))
+
+
+_MAKE: dict[str, Callable[[random.Random], str]] = {  # made-up values of each kind, in an endless supply
+    "cities": lambda rng: _word(rng, 2, 3).capitalize(),
+    "currencies": lambda rng: "".join(rng.choice(string.ascii_uppercase) for _ in range(3)),
+    "tickers": lambda rng: "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(3, 4))),
+    "people": lambda rng: f"{_word(rng, 1, 2)}@{_word(rng, 1, 2)}.{rng.choice(['com', 'org', 'net'])}",
+    "words": lambda rng: _word(rng, 2, 4),
+    "phrases": lambda rng: " ".join(_word(rng, 1, 2) for _ in range(rng.randint(2, 4))),
+    "dates": lambda rng: f"{rng.randint(2025, 2027)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+    "titles": lambda rng: f"{_word(rng, 1, 2).capitalize()} {_word(rng, 1, 3)}",
+    "cuisines": lambda rng: _word(rng, 2, 3).capitalize(),
+    "topics": lambda rng: f"the {_word(rng, 1, 3)}",
+}
+
+
+class Values:
+    """Where a stream's copied argument values come from. Stream "all": the real lists in VALUES. Streams
+    "train" and "held_out": made-up values (names built from syllables, codes from letters, dates), an
+    endless supply split by a stable hash (crc32 % 3 == 2: held out), so the two streams never share a value
+    and a model trained on one cannot have memorised the other's: it must copy values from the request."""
+
+    def __init__(self, stream: str = "all"):
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+        self.stream = stream
+
+    def owns(self, value: str) -> bool:
+        held = zlib.crc32(value.encode()) % 3 == 2
+        return self.stream == "all" or held == (self.stream == "held_out")
+
+    def choice(self, rng: random.Random, kind: str) -> str:
+        if self.stream == "all":
+            return rng.choice(VALUES[kind])
+        while True:
+            value = _MAKE[kind](rng)
+            if self.owns(value):
+                return value
+
+    def sample(self, rng: random.Random, kind: str, k: int) -> list[str]:
+        if self.stream == "all":
+            return rng.sample(VALUES[kind], k)
+        out: list[str] = []
+        while len(out) < k:
+            value = self.choice(rng, kind)
+            if value not in out:
+                out.append(value)
+        return out
+
+
+def values_for(stream: str = "all") -> Values:
+    return Values(stream)
 
 
 @dataclass(frozen=True)
@@ -58,7 +108,7 @@ class Tool:
     name: str
     description: str
     parameters: dict  # name -> {"description", "type", "default"?}
-    sample: Callable[[random.Random, dict], tuple[str, dict]]
+    sample: Callable[[random.Random, Values], tuple[str, dict]]
 
     def schema(self) -> dict:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
@@ -72,7 +122,7 @@ def _p(description: str, type_: str, default=None) -> dict:
 
 
 def _weather(rng, v):
-    city = rng.choice(v["cities"])
+    city = v.choice(rng, "cities")
     if rng.random() < 0.4:
         unit = rng.choice(["celsius", "fahrenheit"])
         return f"what is the weather in {city} in {unit}", {"location": city, "unit": unit}
@@ -81,12 +131,12 @@ def _weather(rng, v):
 
 def _convert(rng, v):
     amount = rng.choice([round(rng.uniform(5, 5000), 2), rng.randint(1, 1000)])
-    src, dst = rng.sample(v["currencies"], 2)
+    src, dst = v.sample(rng, "currencies", 2)
     return f"convert {amount} {src} to {dst}", {"amount": amount, "from_currency": src, "to_currency": dst}
 
 
 def _stock(rng, v):
-    ticker = rng.choice(v["tickers"])
+    ticker = v.choice(rng, "tickers")
     if rng.random() < 0.5:
         days = rng.choice([5, 30, 90, 365])
         return f"show the {days}-day price history of {ticker}", {"symbol": ticker, "days": days}
@@ -94,8 +144,8 @@ def _stock(rng, v):
 
 
 def _flights(rng, v):
-    a, b = rng.sample(v["cities"], 2)
-    date, n = rng.choice(v["dates"]), rng.randint(1, 4)
+    a, b = v.sample(rng, "cities", 2)
+    date, n = v.choice(rng, "dates"), rng.randint(1, 4)
     args = {"origin": a, "destination": b, "date": date, "passengers": n}
     text = f"find flights from {a} to {b} on {date} for {n} passenger{'s' if n > 1 else ''}"
     if rng.random() < 0.3:
@@ -105,9 +155,9 @@ def _flights(rng, v):
 
 
 def _event(rng, v):
-    title = rng.choice(v["titles"])
-    date, minutes = rng.choice(v["dates"]), rng.choice([15, 30, 45, 60, 90])
-    attendees = rng.sample(v["people"], rng.randint(1, 3))
+    title = v.choice(rng, "titles")
+    date, minutes = v.choice(rng, "dates"), rng.choice([15, 30, 45, 60, 90])
+    attendees = v.sample(rng, "people", rng.randint(1, 3))
     text = f"schedule '{title}' on {date} for {minutes} minutes with {', '.join(attendees)}"
     return text, {"title": title, "date": date, "duration_minutes": minutes, "attendees": attendees}
 
@@ -118,12 +168,12 @@ def _bmi(rng, v):
 
 
 def _define(rng, v):
-    word = rng.choice(v["words"])
+    word = v.choice(rng, "words")
     return f"define the word '{word}'", {"word": word}
 
 
 def _translate(rng, v):
-    phrase, (lang, code) = rng.choice(v["phrases"]), rng.choice(list(LANGS.items()))
+    phrase, (lang, code) = v.choice(rng, "phrases"), rng.choice(list(LANGS.items()))
     return f"translate '{phrase}' into {lang}", {"text": phrase, "target_language": code}
 
 
@@ -138,7 +188,7 @@ def _average(rng, v):
 
 
 def _restaurants(rng, v):
-    city, cuisine = rng.choice(v["cities"]), rng.choice(v["cuisines"])
+    city, cuisine = v.choice(rng, "cities"), v.choice(rng, "cuisines")
     args = {"city": city, "cuisine": cuisine}
     text = f"find {cuisine} restaurants in {city}"
     if rng.random() < 0.4:
@@ -148,17 +198,17 @@ def _restaurants(rng, v):
 
 
 def _email(rng, v):
-    to, topic = rng.choice(v["people"]), rng.choice(v["topics"])
+    to, topic = v.choice(rng, "people"), v.choice(rng, "topics")
     return f"send an email to {to} with subject 'About {topic}'", {"to": to, "subject": f"About {topic}"}
 
 
 def _timezone(rng, v):
-    city = rng.choice(v["cities"])
+    city = v.choice(rng, "cities")
     return f"what time is it now in {city}", {"city": city}
 
 
 def _shipping(rng, v):
-    weight, dest = round(rng.uniform(0.2, 30), 1), rng.choice(v["cities"])
+    weight, dest = round(rng.uniform(0.2, 30), 1), v.choice(rng, "cities")
     express = rng.random() < 0.5
     text = f"estimate the {'express' if express else 'standard'} shipping cost of a {weight} kg parcel to {dest}"
     return text, {"weight_kg": weight, "destination": dest, "express": express}
