@@ -65,6 +65,7 @@ class StudentConfig:
     mix_reflect: float = 0.45
     mix_no_reflect: float = 0.1
     mix_generic: float = 0.1
+    mix_copy: float = 0.0  # function calling only: "repeat" the request verbatim, to learn copying (student_calls.py)
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
     reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it
     seed: int = 0
@@ -72,7 +73,7 @@ class StudentConfig:
     def validate(self) -> None:
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic) < 0:
+        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_copy) < 0:
             raise ValueError("mix weights must be non-negative")
         if self.reflection_style not in REFLECTION_STYLES:
             raise ValueError(f"reflection_style must be one of {REFLECTION_STYLES}, got {self.reflection_style!r}")
@@ -222,6 +223,8 @@ TASKS = ("countdown", "function_calling")
 def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: str, generator: dict | None):
     """kind -> the turns of the next training conversation of that kind (None: skip this problem)."""
     if task == "countdown":
+        if cfg.mix_copy:
+            raise ValueError("student.mix_copy is for the function-calling student; set it to 0 for countdown")
         problems = training_problems(cfg, exclude)
         return lambda kind: conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style)
     if task == "function_calling":
@@ -235,8 +238,8 @@ def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: s
 def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, task: str = "countdown",
              generator: dict | None = None):
     """Endless batches; each batch holds one kind of conversation, so its rows have similar lengths."""
-    kinds = ["solve", "reflect", "no_reflect", "generic"]
-    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic]
+    kinds = ["solve", "reflect", "no_reflect", "generic", "copy"]  # "copy" last: with weight 0 the draws are as before
+    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic, cfg.mix_copy]
     next_turns = _conversations(cfg, exclude, rng, task, generator)
     while True:
         batch, kind = [], rng.choices(kinds, weights)[0]

@@ -19,7 +19,10 @@ A reflection (style "check") names the attempt's fault and what fixes it, and no
 and the retry writes every call as JSON, the attempt with the fix applied. So a reflection carries what
 binary feedback does not (which call failed, and how), it is not a fresh solution, and writing a good
 one is a skill of its own. Style "fresh" reflects with every call written out (brief), no check. The kinds of conversation and their mix are student.py's (solve, reflect,
-no_reflect, generic).
+no_reflect, generic), plus "copy" (student.mix_copy): "repeat" and the calls' values, answered with the
+values verbatim. Status (branch work, not tuned): after 800 steps of 16 conversations the student writes the
+calls' shape and mostly the right tools, but copies no value from the request (0 of 200 validation rows
+pass), with or without the copy kind; see benchmarks/fc_student_steps.py.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import random
 from collections.abc import Iterator
 
 from r3kit.data.function_calling import generate, key
-from r3kit.data.tool_library import LANGS, TOOLS, VALUES
+from r3kit.data.tool_library import _SYLLABLES, LANGS, TOOLS, VALUES
 from r3kit.tasks import get_task
 
-TOKENS = ('{"name":"', '","arguments":{')  # JSON scaffolding as single tokens keeps sequences short
+# JSON scaffolding, and the syllables made-up values are built of (data/tool_library.py), as single tokens:
+# shorter sequences, and a value is copied in two or three tokens rather than five to nine.
+TOKENS = ('{"name":"', '","arguments":{', *_SYLLABLES, *(s.capitalize() for s in _SYLLABLES))
 MAX_POSITIONS = 1024
 FAULTS = ("wrong tool", "wrong value", "missing arg", "extra arg", "missing call", "extra call", "bad json")
 _LIBRARY = {tool.name: tool for tool in TOOLS}
@@ -169,6 +174,9 @@ def conversation(row: dict, kind: str, rng: random.Random, style: str = "check")
     p = task.prompts
     calls = json.loads(row["answers"])
     answer = dump(calls)
+    if kind == "copy":  # the calls' values, repeated: copying is most of what an answer does
+        values = " ".join(json.dumps(v, separators=(",", ":")).strip('"') for c in calls for v in c["arguments"].values())
+        return [("user", f"repeat\n{values}", False), ("assistant", values, True)]
     turns = [("user", task.first_messages(row)[-1]["content"], False)]
     if kind == "solve":
         return turns + [("assistant", answer, True)]

@@ -130,12 +130,16 @@ def test_training_rows_come_from_the_training_stream_and_skip_excluded_keys():
     assert again == [r for r in rows if fc.key(r) not in skipped]
 
 
-def test_the_countdown_tokenizer_is_unchanged_and_json_tokens_are_single():
+def test_the_countdown_tokenizer_is_unchanged_and_json_scaffolding_and_syllables_are_single_tokens():
     plain, extended = build_char_tokenizer(), build_char_tokenizer(TOKENS)
-    assert len(plain) == 264 and len(extended) == 266 and plain.get_vocab().items() <= extended.get_vocab().items()
+    assert len(plain) == 264 and len(extended) == 264 + len(TOKENS) == 264 + 2 + 140
+    assert plain.get_vocab().items() <= extended.get_vocab().items()
     text = '[{"name":"f","arguments":{"a":1}}]'
     ids = extended(text, add_special_tokens=False)["input_ids"]
-    assert extended.decode(ids) == text and len(ids) == len(text) - sum(len(t) - 1 for t in TOKENS)
+    assert extended.decode(ids) == text and len(ids) == len(text) - sum(len(t) - 1 for t in TOKENS[:2])
+    for value in ("Gogeko", "tusu@ke.com", "Du gogeko", "the bapira"):
+        ids = extended(value, add_special_tokens=False)["input_ids"]
+        assert extended.decode(ids) == value and len(ids) < len(value)
 
 
 def test_make_student_learns_function_calling_conversations(tmp_path):
@@ -148,3 +152,12 @@ def test_make_student_learns_function_calling_conversations(tmp_path):
     assert tokenizer.convert_tokens_to_ids(TOKENS[0]) == 264
     with pytest.raises(ValueError, match="can learn"):
         make_student(cfg, tmp_path / "other", task="sudoku")
+
+
+def test_copy_conversations_repeat_the_request_and_countdown_refuses_them(tmp_path):
+    row = {"query": "q", "tools": "[]", "answers": json.dumps([{"name": "f", "arguments": {"a": "Bapa", "b": [1, 2]}},
+                                                               {"name": "g", "arguments": {"c": 2.5}}])}
+    assert conversation(row, "copy", random.Random(0)) == [("user", "repeat\nBapa [1,2] 2.5", False),
+                                                            ("assistant", "Bapa [1,2] 2.5", True)]
+    with pytest.raises(ValueError, match="mix_copy is for the function-calling student"):
+        make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=1, batch_size=2, mix_copy=0.2), tmp_path / "s")
