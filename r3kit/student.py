@@ -69,8 +69,13 @@ class StudentConfig:
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
     reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it
     seed: int = 0
+    device: str = "cpu"  # "cuda" trains on a GPU (the saved student is the same files; results differ in the last bits)
 
     def validate(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"student.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("student.device='cuda' needs a CUDA GPU; this machine has none")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_copy) < 0:
@@ -271,7 +276,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         positions, tokens = student_calls.MAX_POSITIONS, student_calls.TOKENS
     model, tokenizer = build_char_model(cfg.hidden, cfg.layers, cfg.heads, max_positions=positions, seed=cfg.seed,
                                         extra_tokens=tokens)
-    model.train()
+    model.to(cfg.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
                                                  * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
@@ -279,7 +284,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     start, losses = time.perf_counter(), []
     bar = tqdm(range(cfg.steps), desc="student SFT", unit="step")
     for step in bar:
-        ids, labels, mask = next(batches)
+        ids, labels, mask = (t.to(cfg.device) for t in next(batches))
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -289,7 +294,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
-    model.eval()
+    model.cpu().eval()
     save_model(model, tokenizer, out_dir)
     summary = {"config": asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
                "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": time.perf_counter() - start,
