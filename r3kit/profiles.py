@@ -14,7 +14,8 @@ stage, and returns a RunConfig, before any model is loaded or any notebook start
     cpu-study the headline: 5 training seeds over 2 students, three arms at equal budget, checkpoints chosen
               on validation (`r3kit reproduce --profile cpu-study`, about 90 minutes on 2 cores; see study.py)
     cpu-demo-function-calling  the kit's own student on offline function calling (xLAM rows, test argument
-              values never seen in training), CPU (see student_calls.py)
+              values never seen in training), CPU (see student_calls.py); its student takes about 2.8 hours on
+              2 cores (student.device="cuda" on a GPU: 2.5 minutes); not yet run end to end
     smoke-function-calling  seconds: a tiny random model through every stage of function calling (tests)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
@@ -142,7 +143,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "seen in training), CPU",
         "task": "function_calling", "prompt_style": "compact",
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 1024},
-        "student": {"steps": 400, "batch_size": 32, "reflection_style": "check"},
+        # 2000 steps: chosen on validation (benchmarks/fc_student_steps.py on an H200, student.device="cuda"):
+        # 800/1200/1600/2000/3000 steps gave first try 0/0.5/4/24.5/100% on 200 validation rows. A step takes
+        # about 5 s on 2 CPU cores, so this student alone takes about 2.8 hours there (README: not yet run on CPU).
+        "student": {"steps": 2000, "batch_size": 32, "reflection_style": "check"},
         "data": {"n_test": 1000, "n_validation": 300, "n_train": 3000, "generator": _CALLS_GENERATOR},
         "evaluate": {**_CALLS_TOKENS, "batch_size": 200},
         "mine": {"k": 1, "keep": "any", "attempt_tokens": _CALLS_TOKENS["attempt_tokens"], "temperature": 0.0,

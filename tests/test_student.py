@@ -106,6 +106,18 @@ def test_make_student_saves_a_loadable_model(tmp_path):
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
 
+def test_student_device_is_checked_before_training():
+    import torch
+
+    with pytest.raises(ValueError, match="student.device must be 'cpu' or 'cuda'"):
+        StudentConfig(device="tpu").validate()
+    if not torch.cuda.is_available():  # on the GPU the same config is valid (benchmarks/fc_student_steps.py ran so)
+        with pytest.raises(ValueError, match="needs a CUDA GPU"):
+            StudentConfig(device="cuda").validate()
+    else:
+        StudentConfig(device="cuda").validate()
+
+
 def test_check_style_reflections_check_the_failed_attempt_then_fix_it():
     task = get_task("countdown", style="compact")
     rng = random.Random(3)
