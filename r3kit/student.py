@@ -74,8 +74,6 @@ class StudentConfig:
     def validate(self) -> None:
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"student.device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("student.device='cuda' needs a CUDA GPU; this machine has none")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_copy) < 0:
@@ -267,6 +265,10 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     cfg.validate()
     if task not in TASKS:
         raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
+    if task == "countdown" and cfg.mix_copy:
+        raise ValueError("student.mix_copy is for the function-calling student; set it to 0 for countdown")
+    if cfg.device == "cuda" and not torch.cuda.is_available():  # here, not in validate: a run set up for a GPU
+        raise ValueError("student.device='cuda' needs a CUDA GPU; this machine has none")  # still resolves on a CPU
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     positions, tokens = 512, ()

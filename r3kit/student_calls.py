@@ -20,9 +20,9 @@ and the retry writes every call as JSON, the attempt with the fix applied. So a 
 binary feedback does not (which call failed, and how), it is not a fresh solution, and writing a good
 one is a skill of its own. Style "fresh" reflects with every call written out (brief), no check. The kinds of conversation and their mix are student.py's (solve, reflect,
 no_reflect, generic), plus "copy" (student.mix_copy): "repeat" and the calls' values, answered with the
-values verbatim. Status (branch work, not tuned): after 800 steps of 16 conversations the student writes the
-calls' shape and mostly the right tools, but copies no value from the request (0 of 200 validation rows
-pass), with or without the copy kind; see benchmarks/fc_student_steps.py.
+values verbatim. The student learns to copy values only after about 1,200 steps of 32 conversations (hidden 192): before
+that it writes the calls' shape and the right tools and invents every value. 2,000 steps gave 24.5% first
+try on validation, 3,000 gave 100% (benchmarks/results/fc_student_steps_h200.json; README).
 """
 
 from __future__ import annotations

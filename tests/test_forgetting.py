@@ -293,9 +293,9 @@ def test_function_calling_harness_tasks_lie_outside_the_students_world():
 
     world = resolve("cpu-demo-function-calling").data.generator
     three = utils.load_calls(40, 1, 3, 3, 1)["test"]
-    more = utils.load_calls(40, 2, 1, 2, 3)["test"]
+    more = utils.load_calls(40, 2, 1, 2, 3, min_distractors=3)["test"]
     assert all(len(json.loads(r["answers"])) == 3 for r in three) and world["max_calls"] == 2
-    assert max(len(json.loads(r["tools"])) - len({c["name"] for c in json.loads(r["answers"])}) for r in more) == 3
+    assert {len(json.loads(r["tools"])) - len({c["name"] for c in json.loads(r["answers"])}) for r in more} == {3}
     assert world["max_distractors"] == 1
     cities = {c["arguments"]["location"] for r in three for c in json.loads(r["answers"]) if c["name"] == "get_weather"}
     assert cities and all(Values("held_out").owns(city) for city in cities)

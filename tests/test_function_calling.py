@@ -1,5 +1,6 @@
 """The function-calling verifier against hand-written cases, and properties over arbitrary text."""
 
+import hashlib
 import json
 import time
 
@@ -130,3 +131,19 @@ def test_verifier_never_raises_on_arbitrary_json(value):
     for payload in (value, [value], {"name": "get_weather", "arguments": value}, [{"name": "f", "arguments": value}]):
         result = check(json.dumps(payload))
         assert isinstance(result.ok, bool)
+
+
+def test_generator_rows_offer_the_asked_number_of_unneeded_tools():
+    from r3kit.data import function_calling as fc
+
+    def unneeded(rows):
+        return {len(json.loads(r["tools"])) - len({c["name"] for c in json.loads(r["answers"])}) for r in rows}
+
+    assert unneeded(fc.generate(60, seed=3, max_calls=2, max_distractors=3)) == {0, 1, 2, 3}
+    assert unneeded(fc.generate(60, seed=3, max_calls=2, min_distractors=2, max_distractors=3)) == {2, 3}
+    # the default (min_distractors=0) draws exactly the rows it drew before the option existed (hash taken then)
+    rows = json.dumps(fc.generate(20, seed=5, max_distractors=2)).encode()
+    assert hashlib.sha1(rows).hexdigest() == "bf07a17107aa88e2976cad5b552f26068b5b1380"
+    for bad in ({"min_distractors": 3, "max_distractors": 2}, {"min_distractors": -1}, {"min_calls": 0}):
+        with pytest.raises(ValueError, match="min_distractors <= max_distractors"):
+            fc.generate(5, **bad)

@@ -106,16 +106,18 @@ def test_make_student_saves_a_loadable_model(tmp_path):
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
 
-def test_student_device_is_checked_before_training():
+def test_student_device_and_mix_are_checked_before_training(tmp_path):
     import torch
 
     with pytest.raises(ValueError, match="student.device must be 'cpu' or 'cuda'"):
         StudentConfig(device="tpu").validate()
-    if not torch.cuda.is_available():  # on the GPU the same config is valid (benchmarks/fc_student_steps.py ran so)
+    StudentConfig(device="cuda").validate()  # a run set up for a GPU still resolves on a CPU (figures, evaluation)
+    with pytest.raises(ValueError, match="mix_copy is for the function-calling student"):
+        make_student(StudentConfig(mix_copy=0.3), tmp_path / "never")
+    if not torch.cuda.is_available():  # on a GPU the same config trains (benchmarks/fc_student_steps.py ran so)
         with pytest.raises(ValueError, match="needs a CUDA GPU"):
-            StudentConfig(device="cuda").validate()
-    else:
-        StudentConfig(device="cuda").validate()
+            make_student(StudentConfig(device="cuda"), tmp_path / "never")
+    assert not (tmp_path / "never").exists()
 
 
 def test_check_style_reflections_check_the_failed_attempt_then_fix_it():

@@ -22,7 +22,8 @@ COLUMNS = ("query", "tools", "answers")
 _JOINERS = [" and ", ". Also, ", "; then ", ", and also "]
 
 
-def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: dict, min_calls: int = 1) -> dict:
+def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: dict, min_calls: int = 1,
+             min_distractors: int = 0) -> dict:
     n_calls = rng.randint(min_calls, max_calls)
     called = [rng.choice(TOOLS) for _ in range(n_calls)]
     requests, answers = [], []
@@ -32,7 +33,8 @@ def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: d
         answers.append({"name": tool.name, "arguments": arguments})
     needed = {tool.name for tool in called}
     spare = [tool for tool in TOOLS if tool.name not in needed]
-    offered = list({tool.name: tool for tool in called}.values()) + rng.sample(spare, rng.randint(0, min(max_distractors, len(spare))))
+    extra = rng.randint(min(min_distractors, len(spare)), min(max_distractors, len(spare)))
+    offered = list({tool.name: tool for tool in called}.values()) + rng.sample(spare, extra)
     rng.shuffle(offered)
     query = requests[0]
     for text in requests[1:]:
@@ -46,11 +48,12 @@ def _one_row(rng: random.Random, max_calls: int, max_distractors: int, values: d
 
 
 def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3, hold_out_values: bool = False,
-             stream: str = "all", min_calls: int = 1) -> list[dict]:
-    """`n` distinct rows, deterministic under `seed`; with `hold_out_values`, drawn from `stream`'s values."""
-    if not 1 <= min_calls <= max_calls or max_distractors < 0:
-        raise ValueError(f"need 1 <= min_calls <= max_calls and max_distractors >= 0, got {min_calls}, {max_calls}, "
-                         f"{max_distractors}")
+             stream: str = "all", min_calls: int = 1, min_distractors: int = 0) -> list[dict]:
+    """`n` distinct rows, deterministic under `seed`; with `hold_out_values`, drawn from `stream`'s values; each
+    row offers between min_distractors and max_distractors tools its query does not need."""
+    if not 1 <= min_calls <= max_calls or not 0 <= min_distractors <= max_distractors:
+        raise ValueError(f"need 1 <= min_calls <= max_calls and 0 <= min_distractors <= max_distractors, got "
+                         f"{min_calls}, {max_calls}, {min_distractors}, {max_distractors}")
     if stream not in STREAMS:
         raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
     values = values_for(stream if hold_out_values else "all")
@@ -61,7 +64,7 @@ def generate(n: int, seed: int = 0, max_calls: int = 3, max_distractors: int = 3
         tries += 1
         if tries > 20 * n + 1000:
             raise ValueError(f"could not generate {n} distinct rows (got {len(rows)})")
-        row = _one_row(rng, max_calls, max_distractors, values, min_calls)
+        row = _one_row(rng, max_calls, max_distractors, values, min_calls, min_distractors)
         if key(row) not in seen:
             seen.add(key(row))
             rows.append(row)

@@ -60,11 +60,13 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     return {"accuracy": float(_TASK.verify(results[0], doc).ok)}
 
 
-def load_calls(n: int, seed: int, min_calls: int, max_calls: int, max_distractors: int, **_metadata) -> datasets.DatasetDict:
+def load_calls(n: int, seed: int, min_calls: int, max_calls: int, max_distractors: int, min_distractors: int = 0,
+               **_metadata) -> datasets.DatasetDict:
     """`n` function-calling rows from the kit's generator, with the held-out argument values (those the
     function-calling student never trained on), the same for every call with the same settings."""
     rows = function_calling.generate(n, seed, max_calls=max_calls, max_distractors=max_distractors,
-                                     hold_out_values=True, stream="held_out", min_calls=min_calls)
+                                     hold_out_values=True, stream="held_out", min_calls=min_calls,
+                                     min_distractors=min_distractors)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 

@@ -147,6 +147,13 @@ def _brief_type(spec: Any) -> str:
     return kind.replace(" ", "") + ("?" if optional else "")
 
 
+def _schema_type(kind: Any) -> str:
+    """A JSON-schema type as one word: "string"; ["string", "null"] -> "string|null"; missing -> "any"."""
+    if isinstance(kind, list):
+        return "|".join(str(k) for k in kind) or "any"
+    return "any" if kind is None else str(kind)
+
+
 def brief_tools(tools: str) -> str:
     """The offered tools in one short line, for small models: `get_weather(location:str,unit:str?) | ...`
     (`?`: optional, i.e. typed optional or with a default). Tools it cannot read are shown by name only."""
@@ -158,12 +165,16 @@ def brief_tools(tools: str) -> str:
     for tool in parsed if isinstance(parsed, list) else [parsed]:
         if not isinstance(tool, dict):
             continue
-        params = tool.get("parameters")
-        if isinstance(params, dict) and isinstance(params.get("properties"), dict):  # OpenAI / JSON-schema style
-            required = set(params.get("required") or [])
-            params = {k: {**v, "type": v.get("type", "any") + ("" if k in required else ", optional")}
-                      if isinstance(v, dict) else v for k, v in params["properties"].items()}
-        args = ",".join(f"{k}:{_brief_type(v)}" for k, v in params.items()) if isinstance(params, dict) else ""
+        try:
+            params = tool.get("parameters")
+            if isinstance(params, dict) and isinstance(params.get("properties"), dict):  # OpenAI / JSON-schema style
+                required = params.get("required")
+                required = set(required) if isinstance(required, list) and all(isinstance(r, str) for r in required) else set()
+                params = {k: {**v, "type": _schema_type(v.get("type")) + ("" if k in required else ", optional")}
+                          if isinstance(v, dict) else v for k, v in params["properties"].items()}
+            args = ",".join(f"{k}:{_brief_type(v)}" for k, v in params.items()) if isinstance(params, dict) else ""
+        except (TypeError, ValueError, AttributeError):  # a tool this reader cannot parse: its name alone
+            args = ""
         parts.append(f"{tool.get('name', '?')}({args})")
     return " | ".join(parts)
 
