@@ -16,23 +16,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from r3kit.launch import write_request
+from r3kit.launch import free_port, write_request
 from r3kit.profiles import resolve
 
 STAGES = (("mine", []), ("evaluate", ["--which", "vanilla"]))
-
-
-def _port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 def _stage_seconds(run_dir: Path, stage: str) -> float:
@@ -77,7 +70,7 @@ def main() -> None:
                     argv, threads = [sys.executable, *tail], str(os.cpu_count())
                 else:
                     argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-                            "--master_port", _port(), *tail]
+                            "--master_port", str(free_port()), *tail]
                     threads = str(max(1, (os.cpu_count() or 2) // 2))
                 start = time.perf_counter()
                 done = subprocess.run(argv, env={**env, "OMP_NUM_THREADS": threads}, capture_output=True, text=True)

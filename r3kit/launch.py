@@ -77,7 +77,8 @@ def read_request(path: str | Path):
     return from_dict(request["parameters"], request.get("overrides"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now (for a launcher's rendezvous)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -86,7 +87,7 @@ def _free_port() -> int:
 def command(cfg: LaunchConfig, stage: str, config_path: str | Path, extra: list[str] = ()) -> list[str]:
     """The launcher command line that runs `r3kit run STAGE` in cfg.processes processes."""
     cfg.validate()
-    port = str(cfg.port or _free_port())
+    port = str(cfg.port or free_port())
     tool = shutil.which(cfg.launcher, path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     if tool is None:
         raise ValueError(f"launcher {cfg.launcher!r} not found next to {sys.executable} or on PATH")

@@ -226,8 +226,6 @@ TASKS = ("countdown", "function_calling")
 def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: str, generator: dict | None):
     """kind -> the turns of the next training conversation of that kind (None: skip this problem)."""
     if task == "countdown":
-        if cfg.mix_copy:
-            raise ValueError("student.mix_copy is for the function-calling student; set it to 0 for countdown")
         problems = training_problems(cfg, exclude)
         return lambda kind: conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style)
     if task == "function_calling":

@@ -55,7 +55,7 @@ def ask(client, prompts: list[list[int]], sampling: Sampling, stops: list[int]) 
         by_n.setdefault(1 if greedy else length, []).append((start, length))
     out: list[tuple[list[int], list | None] | None] = [None] * len(prompts)
     for number, (n, group) in enumerate(sorted(by_n.items())):
-        seed = None if sampling.temperature == 0 else (sampling.seed * 1_000_003 + number) % 2**62
+        seed = None if greedy else (sampling.seed * 1_000_003 + number) % 2**62
         answer = client.generate(prompts=[prompts[start] for start, _ in group], **request_kwargs(sampling, n, seed, stops))
         ids, logprobs = answer["completion_ids"], answer.get("logprobs")
         if len(ids) != len(group) * n:

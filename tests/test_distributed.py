@@ -5,7 +5,6 @@ step's groups among the ranks, keeps their weights identical, and rewards each r
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,12 +134,6 @@ def test_the_student_stage_refuses_a_launcher(tmp_path, monkeypatch):
 
 # --- real processes (gloo on CPU) -------------------------------------------------------------------------------
 
-def _port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", launch.LAUNCHED)}
     return {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -148,7 +141,7 @@ def _env() -> dict:
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_port",
-            _port(), *args]
+            str(launch.free_port()), *args]
     done = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done

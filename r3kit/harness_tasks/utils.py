@@ -50,14 +50,22 @@ def load_arithmetic(n: int, seed: int, num_counts: list[int], min_num: int, max_
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
-def doc_to_text(doc: dict) -> str:
+def _turn(task, doc: dict) -> str:
     """The task turn exactly as r3kit's rollout sends it (compact style, no system turn)."""
-    (message,) = _TASK.first_messages(doc)
+    (message,) = task.first_messages(doc)
     return message["content"]
 
 
+def _accuracy(task, doc: dict, results: list[str]) -> dict[str, float]:
+    return {"accuracy": float(task.verify(results[0], doc).ok)}
+
+
+def doc_to_text(doc: dict) -> str:
+    return _turn(_TASK, doc)
+
+
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    return {"accuracy": float(_TASK.verify(results[0], doc).ok)}
+    return _accuracy(_TASK, doc, results)
 
 
 def load_calls(n: int, seed: int, min_calls: int, max_calls: int, max_distractors: int, min_distractors: int = 0,
@@ -71,10 +79,8 @@ def load_calls(n: int, seed: int, min_calls: int, max_calls: int, max_distractor
 
 
 def calls_to_text(doc: dict) -> str:
-    """The task turn exactly as r3kit's rollout sends it to the function-calling student (compact style)."""
-    (message,) = _CALLS.first_messages(doc)
-    return message["content"]
+    return _turn(_CALLS, doc)
 
 
 def process_calls(doc: dict, results: list[str]) -> dict[str, float]:
-    return {"accuracy": float(_CALLS.verify(results[0], doc).ok)}
+    return _accuracy(_CALLS, doc, results)
