@@ -26,11 +26,16 @@ a retry writes down the equation its reflection concluded with. Its own reflecti
 (a wrong value, a step that cannot reach the target), right often enough to help. R3 rewards the
 reflections whose retry passed the verifier: nothing but its own text and that verdict reaches it.
 Problems whose (target, numbers) appear in `exclude` (the evaluation split) are never trained on.
+A long SFT (the function-calling student's takes hours on a CPU) saves its whole training state to
+<student>/training_state.pt every CHECKPOINT_SECONDS; a rerun with the same settings resumes from it and
+replays the data stream to that step, so the saved student is bit for bit the one an unbroken run makes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import random
 import re
 import time
@@ -44,6 +49,8 @@ from r3kit.notebook import progress as tqdm
 from r3kit.tasks import get_task
 
 _OPS = ("+", "-", "*", "/")
+CHECKPOINT_SECONDS = 300.0  # the most training time a crash can lose (checkpoints do not change the student)
+STATE_FILE = "training_state.pt"
 REFLECTION_STYLES = ("fresh", "check")
 
 
@@ -256,10 +263,38 @@ def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, ta
         yield ids, labels, (ids != tokenizer.pad_token_id).long()
 
 
+def _identity(cfg: StudentConfig, task: str, generator: dict | None, exclude: set) -> dict:
+    """What a saved training state must match to be resumed: the settings and the excluded rows' digest."""
+    digest = hashlib.sha256("\n".join(sorted(map(repr, exclude))).encode()).hexdigest()[:16]
+    return {"config": asdict(cfg), "task": task, "generator": generator or {}, "exclude": digest}
+
+
+def _save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash while saving leaves the previous state whole
+
+
+def _load_state(path: Path, identity: dict) -> dict | None:
+    """The saved training state at `path`, or None; one saved with other settings is refused, not discarded."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("identity") != identity:
+        saved = state.get("identity") or {}
+        differ = sorted(k for k in identity if k != "config" and saved.get(k) != identity[k])
+        differ += sorted(f"config.{k}" for k in identity["config"] if (saved.get("config") or {}).get(k) != identity["config"][k])
+        raise ValueError(f"{path} holds a student trained with other settings (differing: {', '.join(differ)}); "
+                         "delete it to start this student over, or restore the settings to resume it")
+    return state
+
+
 def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = None, task: str = "countdown",
                  generator: dict | None = None) -> dict:
     """Train the student of `task` (countdown, or function_calling with the data generator's settings
-    `generator`) and save it (a model directory loadable by r3kit.models) to out_dir."""
+    `generator`) and save it (a model directory loadable by r3kit.models) to out_dir. A training state left
+    in out_dir by an interrupted run with the same settings is resumed (module docstring)."""
     cfg.validate()
     if task not in TASKS:
         raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
@@ -267,6 +302,10 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         raise ValueError("student.mix_copy is for the function-calling student; set it to 0 for countdown")
     if cfg.device == "cuda" and not torch.cuda.is_available():  # here, not in validate: a run set up for a GPU
         raise ValueError("student.device='cuda' needs a CUDA GPU; this machine has none")  # still resolves on a CPU
+    exclude = exclude or set()
+    state_path = Path(out_dir) / STATE_FILE
+    identity = _identity(cfg, task, generator, exclude)
+    state = _load_state(state_path, identity)  # before any model is built: a mismatch fails at once
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     positions, tokens = 512, ()
@@ -280,9 +319,17 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
                                                  * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    batches = _batches(cfg, tokenizer, exclude or set(), rng, task, generator)
-    start, losses = time.perf_counter(), []
-    bar = tqdm(range(cfg.steps), desc="student SFT", unit="step")
+    batches = _batches(cfg, tokenizer, exclude, rng, task, generator)
+    done, losses, earlier = 0, [], 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        done, losses, earlier = state["step"], list(state["losses"]), state["seconds"]
+        for _ in range(done):  # the data stream is replayed, not stored: the same batches an unbroken run sees
+            next(batches)
+    start = saved = time.perf_counter()
+    bar = tqdm(range(done, cfg.steps), desc="student SFT", unit="step", initial=done, total=cfg.steps)
     for step in bar:
         ids, labels, mask = (t.to(cfg.device) for t in next(batches))
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -294,10 +341,18 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+        if time.perf_counter() - saved >= CHECKPOINT_SECONDS and step + 1 < cfg.steps:
+            _save_state(state_path, {"identity": identity, "step": step + 1, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                                     "losses": losses, "seconds": earlier + time.perf_counter() - start})
+            saved = time.perf_counter()
     model.cpu().eval()
     save_model(model, tokenizer, out_dir)
     summary = {"config": asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
-               "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": time.perf_counter() - start,
+               "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": earlier + time.perf_counter() - start,
                "loss_curve": losses[:: max(1, len(losses) // 200)]}
+    if done:
+        summary["resumed_from_step"] = done
     write_json(Path(out_dir) / "student.json", summary)
+    state_path.unlink(missing_ok=True)  # the student is whole: its training state is no longer needed
     return summary

@@ -1,5 +1,6 @@
 """The CPU student: plans, training conversations, label masks, and a tiny make_student run."""
 
+import dataclasses
 import itertools
 import random
 import re
@@ -153,3 +154,45 @@ def test_the_fresh_style_draws_in_the_order_the_cpu_demo_student_was_always_trai
                     '16-11=5,11-5=6 so <answer>11-(16-11)</answer>', '<answer>33-(38-9)</answer>',
                     '48-19=29,29-7=22 so <answer>(48-19)-7</answer>', '<answer>(47+27)-6</answer>']
     assert rng.random() == 0.9783414907096316
+
+
+@pytest.mark.parametrize("task", ["countdown", "function_calling"])
+def test_an_interrupted_student_resumes_to_the_same_weights(tmp_path, monkeypatch, task):
+    """A crash mid-training loses at most CHECKPOINT_SECONDS: the rerun resumes from the saved state and saves
+    the very student an unbroken run saves (same weights, same loss curve); other settings are refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    import r3kit.student as student
+
+    generator = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1} if task == "function_calling" else None
+    exclude = {key({"target": 6, "nums": [1, 2, 3]})} if task == "countdown" else set()
+    cfg = StudentConfig(hidden=32, layers=1, heads=2, steps=6, batch_size=4, warmup_steps=2, reflection_style="check")
+    whole = make_student(cfg, tmp_path / "whole", exclude=exclude, task=task, generator=generator)
+    assert "resumed_from_step" not in whole and not (tmp_path / "whole" / student.STATE_FILE).exists()
+
+    monkeypatch.setattr(student, "CHECKPOINT_SECONDS", 0.0)  # a state after every step
+    clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def power_cut_in_step_five(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("power cut")
+        return clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", power_cut_in_step_five)
+    broken = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="power cut"):
+        make_student(cfg, broken, exclude=exclude, task=task, generator=generator)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    assert torch.load(broken / student.STATE_FILE, weights_only=True)["step"] == 4
+    assert not (broken / "model.safetensors").exists() and not (broken / "student.json").exists()
+
+    with pytest.raises(ValueError, match=r"other settings \(differing: config.learning_rate\)"):
+        make_student(dataclasses.replace(cfg, learning_rate=3e-3), broken, exclude=exclude, task=task,
+                     generator=generator)
+    resumed = make_student(cfg, broken, exclude=exclude, task=task, generator=generator)
+    assert resumed["resumed_from_step"] == 4 and resumed["loss_curve"] == whole["loss_curve"]
+    weights, expected = load_file(broken / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in expected)
+    assert not (broken / student.STATE_FILE).exists()  # the student is whole: its state is gone
