@@ -27,6 +27,7 @@ Every stage records its wall time in stages.json; evaluations also update the ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from r3kit import launch
 from r3kit.distributed import barrier, world
-from r3kit.io import read_json, write_json
+from r3kit.io import portable, read_json, write_json
 from r3kit.profiles import RunConfig
 
 ARMS = ("r3", "grpo", "retry_control")
@@ -67,8 +68,6 @@ def parse_which(which: str) -> tuple[str | None, int | None]:
 
 def arm_config(run: RunConfig, arm: str, seed: int | None = None):
     """The TrainConfig of `arm` (with `seed` when given); a ValueError if the profile does not define it."""
-    import dataclasses
-
     cfg = {"r3": run.train, "grpo": run.grpo, "retry_control": run.control}[arm] if arm in ARMS else None
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
@@ -114,8 +113,6 @@ def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[
                                  model_name: str | None = None) -> None:
     """Before a model loads: the longest episode prompt of `rows`, counted by the model's own tokenizer,
     plus the turns' token budgets must fit model.max_seq_length (else a ValueError with the numbers)."""
-    import dataclasses
-
     from r3kit.generation import prompt_ids
     from r3kit.models import load_tokenizer
     from r3kit.rollout import check_context, episode_prompt
@@ -127,11 +124,19 @@ def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[
 
 
 def student_stage(run: RunConfig) -> dict:
-    """Train the student on problems outside the test and validation splits; saves student/ and student.json."""
+    """Train the student on problems outside the test and validation splits; saves student/ and student.json.
+    A student this run already finished with the same settings is kept (a resumed run does not train it again;
+    an unfinished one resumes from its saved training state, see student.py)."""
     from r3kit.student import make_student
 
     if run.student is None:
         raise ValueError(f"profile {run.profile!r} has no student section: its model is {run.model.name}")
+    done = run.run_dir / "student.json"
+    if done.exists() and (run.run_dir / "student" / "model.safetensors").exists():
+        summary = read_json(done)
+        if summary.get("config") == dataclasses.asdict(run.student):
+            print(f"student already trained ({portable(done)}): kept; delete it to train it again")
+            return summary
     with _timed(run, "student"):
         exclude = held_out_keys(run)
         summary = make_student(run.student, run.run_dir / "student", exclude=exclude, task=run.task,
@@ -159,8 +164,6 @@ def trained_weights(run: RunConfig, variant: str, folder: str | Path | None = No
 def _evaluate_weights(run: RunConfig, name: str, adapter: str | None, rows: list[dict], cfg, out: Path | None, label: str):
     """Load one set of weights, evaluate them on `rows`; returns (EvalResult, generator, model) with the model
     still loaded (the caller releases it). If the evaluation fails, the model is released before the error."""
-    import dataclasses
-
     from r3kit.evaluate import evaluate
     from r3kit.generation import make_generator
     from r3kit.models import load_model, release, to_generation_device
@@ -186,8 +189,6 @@ def _weights_of_step(run: RunConfig, variant: str, step: int, last: int) -> Path
 def select_stage(run: RunConfig, which: str) -> dict:
     """Choose a trained variant's weights on the validation split (see the module docstring); returns and
     writes train/<variant>/selection.json. Without a `select` section: the last weights, no evaluation."""
-    import dataclasses
-
     from r3kit.models import release
     from r3kit.selection import best_step
     from r3kit.train import checkpoints
@@ -354,8 +355,6 @@ def forgetting_stage(run: RunConfig) -> dict:
     """Vanilla and the trained variants on the profile's lm-eval tasks (forgetting.py); writes forgetting/
     (per model: lm-eval's results and per-sample logs) and forgetting.json. Models already evaluated with
     the same settings and weights are not evaluated again."""
-    import dataclasses
-
     from r3kit import forgetting
     from r3kit.io import portable
     from r3kit.models import load_model, release

@@ -284,7 +284,9 @@ def _load_state(path: Path, identity: dict) -> dict | None:
     if state.get("identity") != identity:
         saved = state.get("identity") or {}
         differ = sorted(k for k in identity if k != "config" and saved.get(k) != identity[k])
-        differ += sorted(f"config.{k}" for k in identity["config"] if (saved.get("config") or {}).get(k) != identity["config"][k])
+        config = saved.get("config") or {}
+        differ += sorted(f"config.{k}" for k in identity["config"].keys() | config.keys()
+                         if config.get(k) != identity["config"].get(k))
         raise ValueError(f"{path} holds a student trained with other settings (differing: {', '.join(differ)}); "
                          "delete it to start this student over, or restore the settings to resume it")
     return state
@@ -305,6 +307,8 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     exclude = exclude or set()
     state_path = Path(out_dir) / STATE_FILE
     identity = _identity(cfg, task, generator, exclude)
+    for stale in Path(out_dir).glob(f".{STATE_FILE}.tmp-*"):  # left by a crash while saving
+        stale.unlink()
     state = _load_state(state_path, identity)  # before any model is built: a mismatch fails at once
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -325,6 +329,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])  # nothing draws from it today (no dropout); kept exact if that changes
         done, losses, earlier = state["step"], list(state["losses"]), state["seconds"]
         for _ in range(done):  # the data stream is replayed, not stored: the same batches an unbroken run sees
             next(batches)
@@ -344,7 +349,8 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         if time.perf_counter() - saved >= CHECKPOINT_SECONDS and step + 1 < cfg.steps:
             _save_state(state_path, {"identity": identity, "step": step + 1, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                                     "losses": losses, "seconds": earlier + time.perf_counter() - start})
+                                     "losses": losses, "seconds": earlier + time.perf_counter() - start,
+                                     "torch_rng": torch.get_rng_state()})
             saved = time.perf_counter()
     model.cpu().eval()
     save_model(model, tokenizer, out_dir)

@@ -196,3 +196,20 @@ def test_an_interrupted_student_resumes_to_the_same_weights(tmp_path, monkeypatc
     weights, expected = load_file(broken / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
     assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in expected)
     assert not (broken / student.STATE_FILE).exists()  # the student is whole: its state is gone
+
+
+def test_a_finished_student_is_kept_by_a_resumed_run_and_retrained_when_its_settings_change(tmp_path, capsys):
+    """`r3kit reproduce --resume` runs notebook 01 again: a student finished with the same settings is kept
+    (hours on a CPU for function calling), one with other settings is trained again."""
+    from r3kit.pipeline import student_stage
+    from r3kit.profiles import resolve
+
+    run = resolve("smoke", tmp_path / "run")
+    first = student_stage(run)
+    weights = tmp_path / "run" / "student" / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    assert student_stage(run) == first and weights.stat().st_mtime_ns == written
+    assert "student already trained" in capsys.readouterr().out
+    changed = resolve("smoke", tmp_path / "run", {"student": {"steps": 4}})
+    again = student_stage(changed)
+    assert again["config"]["steps"] == 4 and len(again["loss_curve"]) == 4 and weights.stat().st_mtime_ns != written
