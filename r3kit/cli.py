@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--profile", default="cpu-demo")
     rep.add_argument("--out", default=None, help="run folder (default results/<profile>)")
     rep.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE")
-    rep.add_argument("--resume", action="store_true", help="keep earlier outputs; mining and training resume")
+    rep.add_argument("--resume", action="store_true", help="keep earlier outputs; the student, mining and training resume")
     rep.add_argument("--kernel", default="python3")
     rep.add_argument("--verbose", action="store_true", help="stream each notebook's output (its progress bars) here")
     one = commands.add_parser("run", help="run one stage (works under accelerate launch and torchrun)")
