@@ -127,18 +127,19 @@ def student_stage(run: RunConfig) -> dict:
     """Train the student on problems outside the test and validation splits; saves student/ and student.json.
     A student this run already finished with the same settings is kept (a resumed run does not train it again;
     an unfinished one resumes from its saved training state, see student.py)."""
-    from r3kit.student import make_student
+    from r3kit.student import make_student, training_identity
 
     if run.student is None:
         raise ValueError(f"profile {run.profile!r} has no student section: its model is {run.model.name}")
+    exclude = held_out_keys(run)
     done = run.run_dir / "student.json"
     if done.exists() and (run.run_dir / "student" / "model.safetensors").exists():
-        summary = read_json(done)
-        if summary.get("config") == dataclasses.asdict(run.student):
+        summary = read_json(done)  # the same settings, task, data generator and held-out rows: the same student
+        identity = training_identity(run.student, run.task, run.data.generator, exclude)
+        if {"config": summary.get("config"), **summary.get("trained_on", {})} == identity:
             print(f"student already trained ({portable(done)}): kept; delete it to train it again")
             return summary
     with _timed(run, "student"):
-        exclude = held_out_keys(run)
         summary = make_student(run.student, run.run_dir / "student", exclude=exclude, task=run.task,
                                generator=run.data.generator)
         write_json(run.run_dir / "student.json", summary)

@@ -34,6 +34,7 @@ replays the data stream to that step, so the saved student is bit for bit the on
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import random
@@ -263,10 +264,11 @@ def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, ta
         yield ids, labels, (ids != tokenizer.pad_token_id).long()
 
 
-def _identity(cfg: StudentConfig, task: str, generator: dict | None, exclude: set) -> dict:
+def training_identity(cfg: StudentConfig, task: str, generator: dict | None, exclude: set) -> dict:
     """What a saved training state must match to be resumed: the settings and the excluded rows' digest."""
     digest = hashlib.sha256("\n".join(sorted(map(repr, exclude))).encode()).hexdigest()[:16]
-    return {"config": asdict(cfg), "task": task, "generator": generator or {}, "exclude": digest}
+    # as JSON has it: student.json records it, and a tuple reads back as a list
+    return json.loads(json.dumps({"config": asdict(cfg), "task": task, "generator": generator or {}, "exclude": digest}))
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -306,7 +308,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         raise ValueError("student.device='cuda' needs a CUDA GPU; this machine has none")  # still resolves on a CPU
     exclude = exclude or set()
     state_path = Path(out_dir) / STATE_FILE
-    identity = _identity(cfg, task, generator, exclude)
+    identity = training_identity(cfg, task, generator, exclude)
     for stale in Path(out_dir).glob(f".{STATE_FILE}.tmp-*"):  # left by a crash while saving
         stale.unlink()
     state = _load_state(state_path, identity)  # before any model is built: a mismatch fails at once
@@ -357,6 +359,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     summary = {"config": asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
                "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": earlier + time.perf_counter() - start,
                "loss_curve": losses[:: max(1, len(losses) // 200)]}
+    summary["trained_on"] = {k: v for k, v in identity.items() if k != "config"}  # task, generator, exclude digest
     if done:
         summary["resumed_from_step"] = done
     write_json(Path(out_dir) / "student.json", summary)

@@ -200,7 +200,7 @@ def test_an_interrupted_student_resumes_to_the_same_weights(tmp_path, monkeypatc
 
 def test_a_finished_student_is_kept_by_a_resumed_run_and_retrained_when_its_settings_change(tmp_path, capsys):
     """`r3kit reproduce --resume` runs notebook 01 again: a student finished with the same settings is kept
-    (hours on a CPU for function calling), one with other settings is trained again."""
+    (hours on a CPU for function calling), one with other settings or other held-out rows is trained again."""
     from r3kit.pipeline import student_stage
     from r3kit.profiles import resolve
 
@@ -210,6 +210,8 @@ def test_a_finished_student_is_kept_by_a_resumed_run_and_retrained_when_its_sett
     written = weights.stat().st_mtime_ns
     assert student_stage(run) == first and weights.stat().st_mtime_ns == written
     assert "student already trained" in capsys.readouterr().out
-    changed = resolve("smoke", tmp_path / "run", {"student": {"steps": 4}})
-    again = student_stage(changed)
-    assert again["config"]["steps"] == 4 and len(again["loss_curve"]) == 4 and weights.stat().st_mtime_ns != written
+    other_test_split = student_stage(resolve("smoke", tmp_path / "run", {"data": {"n_test": 10}}))
+    assert other_test_split["trained_on"]["exclude"] != first["trained_on"]["exclude"]  # trained again, without
+    assert weights.stat().st_mtime_ns != written                                       # the new test rows
+    again = student_stage(resolve("smoke", tmp_path / "run", {"student": {"steps": 4}}))
+    assert again["config"]["steps"] == 4 and len(again["loss_curve"]) == 4
