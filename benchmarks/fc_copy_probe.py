@@ -31,7 +31,7 @@ from r3kit.io import write_json
 from r3kit.models import build_char_model
 from r3kit.pipeline import _rows, held_out_keys
 from r3kit.profiles import resolve
-from r3kit.student import encode
+from r3kit.student import collate, encode, train_step
 from r3kit.tasks import get_task
 
 
@@ -49,43 +49,34 @@ def solve_turns(row: dict) -> list[tuple[str, str, bool]]:
 
 
 def batch(rows, tokenizer, size: int, make=turns):
-    encoded = [encode(tokenizer, make(next(rows))) for _ in range(size)]
-    width = max(len(ids) for ids, _ in encoded)
-    ids = torch.full((size, width), tokenizer.pad_token_id)
-    labels = torch.full((size, width), -100)
-    for i, (x, y) in enumerate(encoded):
-        ids[i, : len(x)], labels[i, : len(y)] = torch.tensor(x), torch.tensor(y)
-    return ids, labels, (ids != tokenizer.pad_token_id).long()
+    return collate([encode(tokenizer, make(next(rows))) for _ in range(size)], tokenizer.pad_token_id)
 
 
 @torch.no_grad()
-def exact_match(model, tokenizer, rows: list[dict]) -> float:
+def greedy(model, tokenizer, make, rows: list[dict], max_new_tokens: int) -> list[str]:
+    """Greedy replies to the first (user) turn of each row's conversation."""
     model.eval()
-    hits = 0
+    replies = []
     for row in rows:
-        ids, _ = encode(tokenizer, turns(row)[:1])
+        ids, _ = encode(tokenizer, make(row)[:1])
         prompt = torch.tensor([ids + [tokenizer.convert_tokens_to_ids("<|assistant|>")]])
-        out = model.generate(prompt, max_new_tokens=48, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-        hits += tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True).strip() == values(row)
+        out = model.generate(prompt, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        replies.append(tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True))
     model.train()
-    return hits / len(rows)
+    return replies
 
 
-@torch.no_grad()
+def exact_match(model, tokenizer, rows: list[dict]) -> float:
+    replies = greedy(model, tokenizer, turns, rows, 48)
+    return sum(reply.strip() == values(row) for reply, row in zip(replies, rows)) / len(rows)
+
+
 def first_try(model, tokenizer, rows: list[dict]) -> float:
     """Greedy first attempts at the compact prompt, scored by the kit's verifier."""
     task = get_task("function_calling", style="compact")
-    model.eval()
-    hits = 0
-    for row in rows:
-        ids, _ = encode(tokenizer, solve_turns(row)[:1])
-        prompt = torch.tensor([ids + [tokenizer.convert_tokens_to_ids("<|assistant|>")]])
-        out = model.generate(prompt, max_new_tokens=192, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-        hits += task.verify(tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True), row).ok
-    model.train()
-    return hits / len(rows)
+    replies = greedy(model, tokenizer, solve_turns, rows, 192)
+    return sum(task.verify(reply, row).ok for reply, row in zip(replies, rows)) / len(rows)
 
 
 def main() -> None:
@@ -117,15 +108,8 @@ def main() -> None:
     start, train_seconds, losses = time.perf_counter(), 0.0, []
     for step in range(1, args.steps + 1):
         began = time.perf_counter()
-        ids, labels, mask = batch(rows, tokenizer, args.batch_size)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        losses.append(train_step(model, optimizer, schedule, batch(rows, tokenizer, args.batch_size)))
         train_seconds += time.perf_counter() - began
-        losses.append(loss.item())
         if step % args.every == 0 or step == args.steps:
             score = exact_match(model, tokenizer, validation)
             entry = {"step": step, "loss": round(sum(losses[-args.every:]) / len(losses[-args.every:]), 4),
@@ -138,15 +122,9 @@ def main() -> None:
             if time.perf_counter() - start > args.minutes * 60 and not args.solve_steps:
                 break
     for step in range(1, args.solve_steps + 1):
-        began = time.perf_counter()
-        ids, labels, mask = batch(rows, tokenizer, args.batch_size, solve_turns)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        began = time.perf_counter()  # (the schedule is flat at 1.0 after warm-up: stepping it changes nothing)
+        losses.append(train_step(model, optimizer, schedule, batch(rows, tokenizer, args.batch_size, solve_turns)))
         train_seconds += time.perf_counter() - began
-        losses.append(loss.item())
         if step % args.solve_every == 0 or step == args.solve_steps:
             entry = {"solve_step": step, "loss": round(sum(losses[-args.solve_every:]) / len(losses[-args.solve_every:]), 4),
                      "validation_first_try": first_try(model, tokenizer, validation),

@@ -256,12 +256,30 @@ def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, ta
             turns = next_turns(kind)
             if turns is not None:
                 batch.append(encode(tokenizer, turns))
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        for row, (x, y) in enumerate(batch):
-            ids[row, : len(x)], labels[row, : len(y)] = torch.tensor(x), torch.tensor(y)
-        yield ids, labels, (ids != tokenizer.pad_token_id).long()
+        yield collate(batch, tokenizer.pad_token_id)
+
+
+def collate(encoded: list[tuple[list[int], list[int]]], pad_id: int):
+    """(ids, labels, attention mask) tensors of encoded conversations, right-padded to the longest."""
+    width = max(len(ids) for ids, _ in encoded)
+    ids = torch.full((len(encoded), width), pad_id)
+    labels = torch.full((len(encoded), width), -100)
+    for row, (x, y) in enumerate(encoded):
+        ids[row, : len(x)], labels[row, : len(y)] = torch.tensor(x), torch.tensor(y)
+    return ids, labels, (ids != pad_id).long()
+
+
+def train_step(model, optimizer, schedule, batch, device: str = "cpu") -> float:
+    """One SFT step on (ids, labels, mask): loss, backward, gradients clipped to norm 1, optimizer and schedule
+    step; returns the loss."""
+    ids, labels, mask = (t.to(device) for t in batch)
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def training_identity(cfg: StudentConfig, task: str, generator: dict | None, exclude: set) -> dict:
@@ -338,14 +356,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     start = saved = time.perf_counter()
     bar = tqdm(range(done, cfg.steps), desc="student SFT", unit="step", initial=done, total=cfg.steps)
     for step in bar:
-        ids, labels, mask = (t.to(cfg.device) for t in next(batches))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(train_step(model, optimizer, schedule, next(batches), cfg.device))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
         if time.perf_counter() - saved >= CHECKPOINT_SECONDS and step + 1 < cfg.steps:
