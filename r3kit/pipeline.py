@@ -123,6 +123,23 @@ def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[
     check_context(run.model.max_seq_length, prompt, *turns, where)
 
 
+def validation_check(run: RunConfig):
+    """check(model, tokenizer) -> the greedy first-try rate on the first student.check_rows validation rows,
+    with the evaluation's attempt length: how make_student decides when its student is skilled enough."""
+    from r3kit.generation import HFGenerator
+    from r3kit.rollout import EpisodeConfig, first_attempts
+
+    rows, task = _rows(run, "validation")[: run.student.check_rows], run.get_task()
+    cfg = EpisodeConfig(attempt_tokens=run.evaluate.attempt_tokens, temperature=0.0)
+
+    def check(model, tokenizer) -> float:
+        episodes = first_attempts(HFGenerator(model, tokenizer, batch_size=run.evaluate.batch_size), task, rows, cfg,
+                                  progress=False)
+        return sum(e.first.ok for e in episodes) / len(episodes)
+
+    return check
+
+
 def student_stage(run: RunConfig) -> dict:
     """Train the student on problems outside the test and validation splits; saves student/ and student.json.
     A student this run already finished with the same settings is kept (a resumed run does not train it again;
@@ -139,9 +156,10 @@ def student_stage(run: RunConfig) -> dict:
         if {"config": summary.get("config"), **summary.get("trained_on", {})} == identity:
             print(f"student already trained ({portable(done)}): kept; delete it to train it again")
             return summary
+    check = validation_check(run) if run.student.stop_at_first_try is not None else None
     with _timed(run, "student"):
         summary = make_student(run.student, run.run_dir / "student", exclude=exclude, task=run.task,
-                               generator=run.data.generator)
+                               generator=run.data.generator, check=check)
         write_json(run.run_dir / "student.json", summary)
     return summary
 

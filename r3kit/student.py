@@ -34,6 +34,7 @@ replays the data stream to that step, so the saved student is bit for bit the on
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -53,6 +54,7 @@ _OPS = ("+", "-", "*", "/")
 CHECKPOINT_SECONDS = 300.0  # the most training time a crash can lose (checkpoints do not change the student)
 STATE_FILE = "training_state.pt"
 REFLECTION_STYLES = ("fresh", "check")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -73,7 +75,12 @@ class StudentConfig:
     mix_reflect: float = 0.45
     mix_no_reflect: float = 0.1
     mix_generic: float = 0.1
-    mix_copy: float = 0.0  # function calling only: "repeat" the request verbatim, to learn copying (student_calls.py)
+    mix_extract: float = 0.0  # function calling only: the query -> its calls' values, to learn copying (student_calls.py)
+    extract_steps: int = 0  # function calling only: the first steps train on "extract" conversations alone
+    lr_schedule: str = "cosine"  # "cosine" to 0 at `steps`; "constant" after warm-up (a stopped student is a prefix of a longer one)
+    stop_at_first_try: float | None = None  # stop once greedy first try on validation reaches this (None: run all steps)
+    check_every: int = 100  # steps between those validation checks (counted after extract_steps)
+    check_rows: int = 100  # validation rows a check attempts
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
     reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it
     seed: int = 0
@@ -84,8 +91,16 @@ class StudentConfig:
             raise ValueError(f"student.device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_copy) < 0:
+        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_extract) < 0:
             raise ValueError("mix weights must be non-negative")
+        if not 0 <= self.extract_steps < self.steps:
+            raise ValueError(f"student.extract_steps must be >= 0 and below steps ({self.steps}), got {self.extract_steps}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"student.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.stop_at_first_try is not None and not 0 < self.stop_at_first_try <= 1:
+            raise ValueError(f"student.stop_at_first_try must be in (0, 1] or None, got {self.stop_at_first_try}")
+        if self.check_every < 1 or self.check_rows < 1:
+            raise ValueError(f"student.check_every and check_rows must be >= 1, got {self.check_every}, {self.check_rows}")
         if self.reflection_style not in REFLECTION_STYLES:
             raise ValueError(f"reflection_style must be one of {REFLECTION_STYLES}, got {self.reflection_style!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -247,11 +262,11 @@ def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: s
 def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, task: str = "countdown",
              generator: dict | None = None):
     """Endless batches; each batch holds one kind of conversation, so its rows have similar lengths."""
-    kinds = ["solve", "reflect", "no_reflect", "generic", "copy"]  # "copy" last: with weight 0 the draws are as before
-    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic, cfg.mix_copy]
+    kinds = ["solve", "reflect", "no_reflect", "generic", "extract"]  # "extract" last: with weight 0 the draws are as before
+    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic, cfg.mix_extract]
     next_turns = _conversations(cfg, exclude, rng, task, generator)
-    while True:
-        batch, kind = [], rng.choices(kinds, weights)[0]
+    for step in itertools.count():
+        batch, kind = [], "extract" if step < cfg.extract_steps else rng.choices(kinds, weights)[0]
         while len(batch) < cfg.batch_size:
             turns = next_turns(kind)
             if turns is not None:
@@ -312,16 +327,25 @@ def _load_state(path: Path, identity: dict) -> dict | None:
     return state
 
 
+def _reached(cfg: StudentConfig, checks: list[dict]) -> bool:
+    return cfg.stop_at_first_try is not None and bool(checks) and checks[-1]["first_try"] >= cfg.stop_at_first_try
+
+
 def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = None, task: str = "countdown",
-                 generator: dict | None = None) -> dict:
+                 generator: dict | None = None, check=None) -> dict:
     """Train the student of `task` (countdown, or function_calling with the data generator's settings
     `generator`) and save it (a model directory loadable by r3kit.models) to out_dir. A training state left
-    in out_dir by an interrupted run with the same settings is resumed (module docstring)."""
+    in out_dir by an interrupted run with the same settings is resumed (module docstring).
+    `check(model, tokenizer) -> float`, if given, is the greedy first-try rate on validation rows; it runs every
+    cfg.check_every steps after the extract steps, and training stops once it reaches cfg.stop_at_first_try."""
     cfg.validate()
     if task not in TASKS:
         raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
-    if task == "countdown" and cfg.mix_copy:
-        raise ValueError("student.mix_copy is for the function-calling student; set it to 0 for countdown")
+    if task == "countdown" and (cfg.mix_extract or cfg.extract_steps):
+        raise ValueError("student.mix_extract and extract_steps are for the function-calling student; set them to 0 "
+                         "for countdown")
+    if cfg.stop_at_first_try is not None and check is None:
+        raise ValueError("student.stop_at_first_try needs a validation check (pipeline.student_stage passes one)")
     if cfg.device == "cuda" and not torch.cuda.is_available():  # here, not in validate: a run set up for a GPU
         raise ValueError("student.device='cuda' needs a CUDA GPU; this machine has none")  # still resolves on a CPU
     exclude = exclude or set()
@@ -341,36 +365,51 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
                                         extra_tokens=tokens)
     model.to(cfg.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                                 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    def decay(s: int) -> float:
+        return 1.0 if cfg.lr_schedule == "constant" else 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * decay(s))
     batches = _batches(cfg, tokenizer, exclude, rng, task, generator)
-    done, losses, earlier = 0, [], 0.0
+    done, losses, earlier, checks = 0, [], 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])  # nothing draws from it today (no dropout); kept exact if that changes
-        done, losses, earlier = state["step"], list(state["losses"]), state["seconds"]
+        done, losses, earlier, checks = state["step"], list(state["losses"]), state["seconds"], list(state.get("checks", []))
         for _ in range(done):  # the data stream is replayed, not stored: the same batches an unbroken run sees
             next(batches)
     start = saved = time.perf_counter()
     bar = tqdm(range(done, cfg.steps), desc="student SFT", unit="step", initial=done, total=cfg.steps)
+    stopped = _reached(cfg, checks)
     for step in bar:
+        if stopped:
+            break
         losses.append(train_step(model, optimizer, schedule, next(batches), cfg.device))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
-        if time.perf_counter() - saved >= CHECKPOINT_SECONDS and step + 1 < cfg.steps:
+        if check is not None and step + 1 > cfg.extract_steps and (step + 1 - cfg.extract_steps) % cfg.check_every == 0:
+            checks.append({"step": step + 1, "first_try": check(model, tokenizer)})
+            print(f"student step {step + 1}: greedy first try {checks[-1]['first_try']:.1%} on validation", flush=True)
+            stopped = _reached(cfg, checks)
+        if time.perf_counter() - saved >= CHECKPOINT_SECONDS and step + 1 < cfg.steps and not stopped:
             _save_state(state_path, {"identity": identity, "step": step + 1, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                                      "losses": losses, "seconds": earlier + time.perf_counter() - start,
-                                     "torch_rng": torch.get_rng_state()})
+                                     "torch_rng": torch.get_rng_state(), "checks": checks})
             saved = time.perf_counter()
+    bar.close()
     model.cpu().eval()
     save_model(model, tokenizer, out_dir)
     summary = {"config": asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
                "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": earlier + time.perf_counter() - start,
                "loss_curve": losses[:: max(1, len(losses) // 200)]}
     summary["trained_on"] = {k: v for k, v in identity.items() if k != "config"}  # task, generator, exclude digest
+    if check is not None:
+        summary["validation_checks"] = checks  # greedy first try on validation rows, by step
+        summary["steps_trained"] = len(losses)
+        if cfg.stop_at_first_try is not None:
+            summary["reached_stop_at_first_try"] = stopped
     if done:
         summary["resumed_from_step"] = done
     write_json(Path(out_dir) / "student.json", summary)

@@ -18,11 +18,17 @@ A reflection (style "check") names the attempt's fault and what fixes it, and no
     "bad json"
 and the retry writes every call as JSON, the attempt with the fix applied. So a reflection carries what
 binary feedback does not (which call failed, and how), it is not a fresh solution, and writing a good
-one is a skill of its own. Style "fresh" reflects with every call written out (brief), no check. The kinds of conversation and their mix are student.py's (solve, reflect,
-no_reflect, generic), plus "copy" (student.mix_copy): "repeat" and the calls' values, answered with the
-values verbatim. The student learns to copy values only after about 1,200 steps of 32 conversations (hidden 192): before
-that it writes the calls' shape and the right tools and invents every value. 2,000 steps gave 24.5% first
-try on validation, 3,000 gave 100% (benchmarks/results/fc_student_steps_h200.json; README).
+one is a skill of its own. Style "fresh" reflects with every call written out (brief), no check.
+The kinds of conversation and their mix are student.py's (solve, reflect, no_reflect, generic), plus
+"extract" (student.mix_extract, and the first student.extract_steps steps): the query alone, answered with
+its calls' values in order, strings unquoted ("NBAK 30 105.6 1.57"): no tool line, no JSON, about a third
+of a solve conversation's length. On full conversations the student learns to copy values only after
+about 1,200 steps of 32 (hidden 192; before that it writes the calls' shape and the right tools and invents
+every value): 2,000 steps gave 24.5% first try on validation, 3,000 gave 100%
+(benchmarks/results/fc_student_steps_h200.json), at about 5 s a step on 2 CPU cores. Extract conversations
+teach the copying about 7 times cheaper a step: 3,000 of them (0.7 s each) copied 48% of validation rows'
+values exactly, and a few hundred solve steps after them made 10-88% first try
+(benchmarks/fc_copy_probe.py; README).
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ _POOLS = [*VALUES.values(), list(LANGS.values()), ["celsius", "fahrenheit"]]
 
 def dump(calls: list[dict]) -> str:
     return json.dumps(calls, separators=(",", ":"))
+
+
+def values(calls: list[dict]) -> str:
+    """The calls' argument values in order, strings unquoted: "NBAK 30 105.6 1.57"."""
+    return " ".join(json.dumps(v, separators=(",", ":")).strip('"') for c in calls for v in c["arguments"].values())
 
 
 def brief_call(call: dict) -> str:
@@ -174,9 +185,8 @@ def conversation(row: dict, kind: str, rng: random.Random, style: str = "check")
     p = task.prompts
     calls = json.loads(row["answers"])
     answer = dump(calls)
-    if kind == "copy":  # the calls' values, repeated: copying is most of what an answer does
-        values = " ".join(json.dumps(v, separators=(",", ":")).strip('"') for c in calls for v in c["arguments"].values())
-        return [("user", f"repeat\n{values}", False), ("assistant", values, True)]
+    if kind == "extract":  # the query alone -> its calls' values: copying is most of what an answer does
+        return [("user", row["query"], False), ("assistant", values(calls), True)]
     turns = [("user", task.first_messages(row)[-1]["content"], False)]
     if kind == "solve":
         return turns + [("assistant", answer, True)]

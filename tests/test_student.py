@@ -113,8 +113,16 @@ def test_student_device_and_mix_are_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match="student.device must be 'cpu' or 'cuda'"):
         StudentConfig(device="tpu").validate()
     StudentConfig(device="cuda").validate()  # a run set up for a GPU still resolves on a CPU (figures, evaluation)
-    with pytest.raises(ValueError, match="mix_copy is for the function-calling student"):
-        make_student(StudentConfig(mix_copy=0.3), tmp_path / "never")
+    with pytest.raises(ValueError, match="mix_extract and extract_steps are for the function-calling student"):
+        make_student(StudentConfig(mix_extract=0.3), tmp_path / "never")
+    with pytest.raises(ValueError, match="extract_steps must be >= 0 and below steps"):
+        StudentConfig(steps=10, extract_steps=10).validate()
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        StudentConfig(lr_schedule="linear").validate()
+    with pytest.raises(ValueError, match="stop_at_first_try must be in"):
+        StudentConfig(stop_at_first_try=1.5).validate()
+    with pytest.raises(ValueError, match="needs a validation check"):
+        make_student(StudentConfig(stop_at_first_try=0.3), tmp_path / "never")
     if not torch.cuda.is_available():  # on a GPU the same config trains (benchmarks/fc_student_steps.py ran so)
         with pytest.raises(ValueError, match="needs a CUDA GPU"):
             make_student(StudentConfig(device="cuda"), tmp_path / "never")

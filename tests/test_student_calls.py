@@ -159,10 +159,10 @@ def test_make_student_learns_function_calling_conversations(tmp_path):
         make_student(cfg, tmp_path / "other", task="sudoku")
 
 
-def test_copy_conversations_repeat_the_request_and_countdown_refuses_them(tmp_path):
-    row = {"query": "q", "tools": "[]", "answers": json.dumps([{"name": "f", "arguments": {"a": "Bapa", "b": [1, 2]}},
+def test_extract_conversations_answer_the_query_with_its_values_and_countdown_refuses_them(tmp_path):
+    row = {"query": "Weather in Bapa?", "tools": "[]", "answers": json.dumps([{"name": "f", "arguments": {"a": "Bapa", "b": [1, 2]}},
                                                                {"name": "g", "arguments": {"c": 2.5}}])}
-    assert conversation(row, "copy", random.Random(0)) == [("user", "repeat\nBapa [1,2] 2.5", False),
-                                                            ("assistant", "Bapa [1,2] 2.5", True)]
-    with pytest.raises(ValueError, match="mix_copy is for the function-calling student"):
-        make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=1, batch_size=2, mix_copy=0.2), tmp_path / "s")
+    assert conversation(row, "extract", random.Random(0)) == [("user", "Weather in Bapa?", False),
+                                                               ("assistant", "Bapa [1,2] 2.5", True)]
+    with pytest.raises(ValueError, match="mix_extract and extract_steps are for the function-calling student"):
+        make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=2, batch_size=2, extract_steps=1), tmp_path / "s")
