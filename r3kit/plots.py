@@ -11,6 +11,7 @@
     failure_categories.png    (tasks with Task.failure_categories, e.g. function calling) the verifier's reasons by
                               kind, per model: failed first attempts, and failed retries after the model's own
                               reflection, as a share of the test problems
+    student.png               (a student trained with validation checks) its SFT loss and validation first try by step
     reflections.md            (the same tasks) three random problems that vanilla and each trained model both failed
                               on the first try: the attempt, the reflection and the retry's verdict, before and after
     forgetting.md / forgetting.png  (runs with forgetting.json) each lm-eval benchmark: every model's score with
@@ -228,6 +229,36 @@ def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
     ax.set_ylabel("failed first attempts")
     ax.set_title("Reflections on the held-out failures")
     ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def student_progress(run_dir: Path, out: Path) -> Path | None:
+    """A student trained with validation checks (student.stop_at_first_try): its SFT loss and its greedy first
+    try on validation by step, the extract steps shaded and the stop target drawn."""
+    path = run_dir / "student.json"
+    summary = read_json(path) if path.exists() else {}
+    checks = summary.get("validation_checks")
+    if not checks:
+        return None
+    config, curve = summary["config"], summary["loss_curve"]
+    stride = max(1, summary["steps_trained"] // 200)
+    fig, ax = _subplots(figsize=(7.5, 4))
+    ax.plot([i * stride + 1 for i in range(len(curve))], curve, color="#9aa5b1", lw=1)
+    ax.set_xlabel(f"SFT step (batches of {config['batch_size']} conversations)")
+    ax.set_ylabel("training loss", color="#4a5568")
+    if config.get("extract_steps"):
+        ax.axvspan(0, config["extract_steps"], color="#edf2f7", zorder=0, label="extract steps (query -> values)")
+    right = ax.twinx()
+    right.plot([c["step"] for c in checks], [100 * c["first_try"] for c in checks], "o-", color="#2b6cb0",
+               label=f"first try, {config['check_rows']} validation rows (greedy)")
+    if config.get("stop_at_first_try") is not None:
+        right.axhline(100 * config["stop_at_first_try"], color="#2b6cb0", ls="--", lw=1, label="stop target")
+    right.set_ylabel("validation first try (%)", color="#2b6cb0")
+    right.set_ylim(0, 100)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    right.legend(handles=handles, fontsize=8, loc="center left")
+    reached = "reached" if summary.get("reached_stop_at_first_try") else "did not reach"
+    ax.set_title(f"The student: {summary['steps_trained']} steps, {reached} its validation target", fontsize=10)
     return _save(fig, out)
 
 
@@ -478,6 +509,7 @@ def all_figures(run_dir: str | Path) -> list[Path]:
             reflection_lengths(run_dir, figures / "reflection_length.png"),
             accuracy_by_difficulty(run_dir, figures / "accuracy_by_difficulty.png")]
     made.append(failure_categories(run_dir, figures / "failure_categories.png"))
+    made.append(student_progress(run_dir, figures / "student.png"))
     samples = reflections_markdown(run_dir)
     if samples is not None:
         (figures / "reflections.md").write_text(samples)

@@ -42,8 +42,12 @@ def test_function_calling_student_runs_every_stage_and_sorts_its_failures(tmp_pa
 
     run = resolve("smoke-function-calling", tmp_path / "fc")
     ran = pipeline.run_all(run, log=lambda m: None)
-    assert ran == ["student", "evaluate vanilla", "mine failures", "train r3", "evaluate trained", "train retry_control",
-                   "evaluate retry_control", "figures"]
+    assert ran == ["student", "evaluate vanilla", "mine failures", "train r3", "evaluate trained", "train grpo",
+                   "evaluate grpo", "train retry_control", "evaluate retry_control", "figures"]
+    student = read_json(tmp_path / "fc" / "student.json")  # one extract step, then a validation check every step
+    assert [c["step"] for c in student["validation_checks"]] == [2, 3] and student["steps_trained"] == 3
+    assert all(0 <= c["first_try"] <= 1 for c in student["validation_checks"])
+    assert student["reached_stop_at_first_try"] is False  # its target, 100%, is out of a random model's reach
     assert load_tokenizer(run.model).convert_tokens_to_ids(list(TOKENS)) == list(range(264, 264 + len(TOKENS)))
     metrics = read_json(tmp_path / "fc" / "metrics.json")
     assert {"vanilla", "trained", "retry_control"} <= set(metrics) and metrics["vanilla"]["task"] == "function_calling"
@@ -53,5 +57,33 @@ def test_function_calling_student_runs_every_stage_and_sorts_its_failures(tmp_pa
     assert kinds and kinds <= set(task.failure_categories) | {"correct"}
     figures = tmp_path / "fc" / "figures"
     assert (figures / "failure_categories.png").stat().st_size > 10_000
+    assert (figures / "student.png").stat().st_size > 10_000
     samples = (figures / "reflections.md").read_text()
     assert "## vanilla vs R3-trained" in samples and samples.count("### problem") >= 2
+
+
+def test_the_students_validation_check_attempts_validation_rows_only(tmp_path, monkeypatch):
+    """pipeline.validation_check: greedy first attempts on the first student.check_rows validation rows, at the
+    evaluation's attempt length, scored by the task's verifier; never a test row."""
+    import r3kit.rollout
+    from r3kit.data import _SOURCES
+    from r3kit.models import load_model
+    from r3kit.pipeline import _rows, _test_rows, student_stage, validation_check
+
+    run = resolve("smoke-function-calling", tmp_path / "fc", {"student": {"stop_at_first_try": None}})
+    student_stage(run)
+    model, tokenizer = load_model(run.model)
+    real, seen = r3kit.rollout.first_attempts, {}
+
+    def spy(generator, task, rows, cfg, progress=True):
+        episodes = real(generator, task, rows, cfg, progress)
+        seen.update(rows=rows, cfg=cfg, ok=[e.first.ok for e in episodes])
+        return episodes
+
+    monkeypatch.setattr(r3kit.rollout, "first_attempts", spy)
+    rate = validation_check(run)(model, tokenizer)
+    key = _SOURCES["function_calling"].key
+    assert [key(r) for r in seen["rows"]] == [key(r) for r in _rows(run, "validation")[:4]]
+    assert not {key(r) for r in seen["rows"]} & {key(r) for r in _test_rows(run)}
+    assert seen["cfg"].attempt_tokens == run.evaluate.attempt_tokens and seen["cfg"].temperature == 0.0
+    assert rate == sum(seen["ok"]) / 4

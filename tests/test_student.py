@@ -223,3 +223,56 @@ def test_a_finished_student_is_kept_by_a_resumed_run_and_retrained_when_its_sett
     assert weights.stat().st_mtime_ns != written                                       # the new test rows
     again = student_stage(resolve("smoke", tmp_path / "run", {"student": {"steps": 4}}))
     assert again["config"]["steps"] == 4 and len(again["loss_curve"]) == 4
+
+
+def test_a_student_stops_at_the_first_validation_check_that_reaches_its_target(tmp_path):
+    """After the extract steps, the check runs every check_every steps; the student stops at the first one that
+    reaches stop_at_first_try. With the constant schedule the stopped student is the one a shorter run makes."""
+    import torch
+    from safetensors.torch import load_file
+
+    generator = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1}
+    cfg = StudentConfig(hidden=32, layers=1, heads=2, steps=12, batch_size=2, warmup_steps=2, extract_steps=2,
+                        lr_schedule="constant", stop_at_first_try=0.5, check_every=2, reflection_style="check")
+    verdicts, seen = iter([0.0, 0.25, 0.5, 1.0]), []
+
+    def check(model, tokenizer):  # stands in for the validation first-try rate (pipeline.validation_check)
+        seen.append(model.training)
+        return next(verdicts)
+
+    stopped = make_student(cfg, tmp_path / "stopped", task="function_calling", generator=generator, check=check)
+    assert [c["step"] for c in stopped["validation_checks"]] == [4, 6, 8]
+    assert [c["first_try"] for c in stopped["validation_checks"]] == [0.0, 0.25, 0.5]
+    assert stopped["steps_trained"] == 8 and stopped["reached_stop_at_first_try"] is True and seen == [True] * 3
+    short = make_student(dataclasses.replace(cfg, steps=8, stop_at_first_try=None), tmp_path / "short",
+                         task="function_calling", generator=generator)
+    assert short["loss_curve"] == stopped["loss_curve"] and "validation_checks" not in short
+    weights, expected = load_file(tmp_path / "stopped" / "model.safetensors"), load_file(tmp_path / "short" / "model.safetensors")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+
+    never = make_student(dataclasses.replace(cfg, steps=6), tmp_path / "never", task="function_calling",
+                         generator=generator, check=lambda model, tokenizer: 0.1)
+    assert never["steps_trained"] == 6 and never["reached_stop_at_first_try"] is False
+
+
+def test_the_extract_steps_come_first_then_the_mix():
+    """The first extract_steps batches are extract conversations (the query -> the calls' values); then the mix."""
+    import json
+
+    from r3kit import student_calls
+    from r3kit.student import _batches
+
+    generator = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1}
+    cfg = StudentConfig(steps=10, batch_size=1, extract_steps=2, mix_solve=1.0, mix_reflect=0, mix_no_reflect=0,
+                        mix_generic=0)
+    tokenizer = build_char_tokenizer(extra_tokens=student_calls.TOKENS)
+    batches = _batches(cfg, tokenizer, set(), random.Random(0), "function_calling", generator)
+    rows = student_calls.training_rows(cfg.seed, set(), generator)
+    for expected in ("extract", "extract", "solve", "solve"):
+        ids, labels, _ = next(batches)
+        row = next(rows)
+        trained = tokenizer.decode([t for t in labels[0].tolist() if t != -100], skip_special_tokens=True)
+        calls = json.loads(row["answers"])
+        assert trained == (student_calls.values(calls) if expected == "extract" else student_calls.dump(calls))
+        prompt = tokenizer.decode(ids[0].tolist(), skip_special_tokens=True)
+        assert prompt.startswith(row["query"]) == (expected == "extract")
