@@ -15,7 +15,8 @@ stage, and returns a RunConfig, before any model is loaded or any notebook start
               on validation (`r3kit reproduce --profile cpu-study`, about 90 minutes on 2 cores; see study.py)
     cpu-demo-function-calling  the kit's own student on offline function calling (xLAM rows, test argument
               values never seen in training), CPU (see student_calls.py); its student copies values after
-              3,000 short steps, then trains on the whole mix until validation first try reaches 25%
+              3,000 short steps, then trains on the whole mix until validation first try reaches 25% (at
+              most 4,000 steps in all)
     smoke-function-calling  seconds: a tiny random model through every stage of function calling (tests)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
@@ -313,6 +314,9 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
                              f"{f'; missing: {missing}' if missing else ''}")
     if run.student is not None and run.student.stop_at_first_try is not None and run.data.n_validation == 0:
         raise ValueError("student.stop_at_first_try checks the student on the validation split, but data.n_validation is 0")
+    if run.student is not None and run.student.stop_at_first_try is not None and run.student.check_rows > run.data.n_validation:
+        raise ValueError(f"student.check_rows ({run.student.check_rows}) is more than the validation split has "
+                         f"(data.n_validation = {run.data.n_validation})")
     if run.select is not None and run.data.n_validation == 0:
         raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
     if run.train.reward_target != "reflection":

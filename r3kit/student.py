@@ -3,7 +3,8 @@
 
 Models that show R3's effect (1.5B+) cannot run on a CPU, and a random or 135M model has no skill to
 build on. So the cpu-demo makes its own: a character-level Qwen2 (about 1.8M parameters) trained by
-plain supervised learning, for a fixed number of steps, on generated Countdown problems written as
+plain supervised learning, for a fixed number of steps (or, with stop_at_first_try, until its greedy first
+try on validation rows reaches that rate, checked every check_every steps), on generated Countdown problems written as
 R3 conversations in the compact prompt style. For every problem a random correct solution with whole
 intermediate values is chosen; its worked form is the reflection. The training mix:
     solve       problem -> <answer>(49-37)*5</answer>
@@ -97,7 +98,8 @@ class StudentConfig:
             raise ValueError(f"student.extract_steps must be >= 0 and below steps ({self.steps}), got {self.extract_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"student.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.stop_at_first_try is not None and not 0 < self.stop_at_first_try <= 1:
+        target = self.stop_at_first_try
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
             raise ValueError(f"student.stop_at_first_try must be in (0, 1] or None, got {self.stop_at_first_try}")
         if self.check_every < 1 or self.check_rows < 1:
             raise ValueError(f"student.check_every and check_rows must be >= 1, got {self.check_every}, {self.check_rows}")
@@ -223,6 +225,21 @@ def conversation(problem: dict, kind: str, rng: random.Random, work: bool = Fals
     said = (reflection, True) if kind == "reflect" else (p.generic_reflection, False)
     return turns + [("user", p.reflection_request, False), ("assistant", *said),
                     ("user", p.retry_request, False), ("assistant", answer, True)]
+
+
+def example_conversations(cfg: StudentConfig, task: str, rows, seed: int = 0) -> list[list[tuple[str, str, bool]]]:
+    """A few training conversations of the student of `task`, one per kind, regenerated from `rows` with a fixed
+    seed (what notebook 01 shows): countdown's solve, reflect and no_reflect; function calling's extract (if the
+    student has extract steps), solve and reflect."""
+    rng = random.Random(seed)
+    if task == "countdown":
+        kinds = ["solve", "reflect", "no_reflect"]
+        made = [conversation(dict(row), kind, rng, cfg.worked_attempts, cfg.reflection_style) for row, kind in zip(rows, kinds)]
+        return [turns for turns in made if turns is not None]
+    from r3kit import student_calls
+
+    kinds = ["extract", "solve", "reflect"] if cfg.extract_steps else ["solve", "reflect", "no_reflect"]
+    return [student_calls.conversation(dict(row), kind, rng, cfg.reflection_style) for row, kind in zip(rows, kinds)]
 
 
 def encode(tokenizer, turns: list[tuple[str, str, bool]]) -> tuple[list[int], list[int]]:
@@ -405,9 +422,9 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
                "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": earlier + time.perf_counter() - start,
                "loss_curve": losses[:: max(1, len(losses) // 200)]}
     summary["trained_on"] = {k: v for k, v in identity.items() if k != "config"}  # task, generator, exclude digest
+    summary["steps_trained"] = len(losses)  # below cfg.steps when a validation check stopped it
     if check is not None:
         summary["validation_checks"] = checks  # greedy first try on validation rows, by step
-        summary["steps_trained"] = len(losses)
         if cfg.stop_at_first_try is not None:
             summary["reached_stop_at_first_try"] = stopped
     if done:

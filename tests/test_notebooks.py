@@ -207,3 +207,18 @@ def test_reproduce_plan_runs_every_arm_a_profile_defines():
     assert names == ["01_make_student", "02_evaluate-vanilla", "03_mine_failures", "04_train-r3", "05_evaluate-trained",
                      "06_train-grpo", "07_evaluate-grpo", "08_train-retry_control", "09_evaluate-retry_control",
                      "10_forgetting", "11_figures", "12_explore"]
+
+
+@pytest.mark.slow
+def test_the_student_notebook_runs_for_function_calling(tmp_path):
+    """Notebook 01 with a function-calling profile: its validation checks and its own kinds of conversation."""
+    import papermill
+
+    path = next(p for p in NOTEBOOKS if p.name == "01_make_student.ipynb")
+    papermill.execute_notebook(str(path), str(tmp_path / "01.ipynb"), kernel_name="python3", progress_bar=False,
+                               parameters={"profile": "smoke-function-calling", "run_dir": str(tmp_path / "fc")},
+                               cwd=str(path.parent))
+    executed = nbformat.read(tmp_path / "01.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "step 2: greedy first try" in text and "step 3: greedy first try" in text
+    assert '[{"name":"' in text and "<- trained" in text  # an answer in the calls' JSON, as trained

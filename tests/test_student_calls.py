@@ -11,7 +11,7 @@ from r3kit.data import function_calling as fc
 from r3kit.data.tool_library import VALUES, Values, values_for
 from r3kit.models import build_char_tokenizer
 from r3kit.student import StudentConfig, make_student
-from r3kit.student_calls import FAULTS, TOKENS, brief_call, conversation, fault, other_value, training_rows
+from r3kit.student_calls import FAULTS, TOKENS, brief_call, conversation, dump, fault, other_value, training_rows
 from r3kit.tasks import get_task
 from r3kit.tasks.function_calling import brief_tools
 
@@ -166,3 +166,18 @@ def test_extract_conversations_answer_the_query_with_its_values_and_countdown_re
                                                                ("assistant", "Bapa [1,2] 2.5", True)]
     with pytest.raises(ValueError, match="mix_extract and extract_steps are for the function-calling student"):
         make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=2, batch_size=2, extract_steps=1), tmp_path / "s")
+
+
+def test_notebook_01_shows_each_students_own_conversations():
+    """example_conversations: function calling's extract, solve and reflect turns; Countdown's in its own style."""
+    from r3kit.data.function_calling import generate
+    from r3kit.student import example_conversations
+
+    rows = generate(3, seed=1, stream="train", hold_out_values=True, max_calls=2, max_distractors=1)
+    shown = example_conversations(StudentConfig(extract_steps=5, steps=10, reflection_style="check"), "function_calling", rows)
+    assert [turns[0][1] for turns in shown[:1]] == [rows[0]["query"]]  # extract: the query alone
+    assert shown[1][-1] == ("assistant", dump(json.loads(rows[1]["answers"])), True)
+    assert len(shown[2]) == 6 and shown[2][3][2] is True  # reflect: the reflection is trained
+    countdown = [{"nums": [37, 49, 5], "target": 60}, {"nums": [7, 3, 12], "target": 33}, {"nums": [2, 3, 10], "target": 5}]
+    checked = example_conversations(StudentConfig(reflection_style="check", worked_attempts=True), "countdown", countdown)
+    assert " not 33. " in checked[1][3][1]  # the check style's reflection checks the failed attempt first
