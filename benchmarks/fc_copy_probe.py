@@ -36,12 +36,11 @@ from r3kit.tasks import get_task
 
 
 def values(row: dict) -> str:
-    calls = json.loads(row["answers"])
-    return " ".join(json.dumps(v, separators=(",", ":")).strip('"') for c in calls for v in c["arguments"].values())
+    return student_calls.values(json.loads(row["answers"]))
 
 
 def turns(row: dict) -> list[tuple[str, str, bool]]:
-    return [("user", row["query"], False), ("assistant", values(row), True)]
+    return student_calls.conversation(row, "extract", random.Random(0))
 
 
 def solve_turns(row: dict) -> list[tuple[str, str, bool]]:

@@ -314,11 +314,12 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if missing or run.select is None or run.student is None:
             raise ValueError(f"a study needs a student, a select section and a section for each of its arms {run.study.arms}"
                              f"{f'; missing: {missing}' if missing else ''}")
-    if run.student is not None and run.student.stop_at_first_try is not None and run.data.n_validation == 0:
-        raise ValueError("student.stop_at_first_try checks the student on the validation split, but data.n_validation is 0")
-    if run.student is not None and run.student.stop_at_first_try is not None and run.student.check_rows > run.data.n_validation:
-        raise ValueError(f"student.check_rows ({run.student.check_rows}) is more than the validation split has "
-                         f"(data.n_validation = {run.data.n_validation})")
+    if run.student is not None and run.student.stop_at_first_try is not None:
+        if run.data.n_validation == 0:
+            raise ValueError("student.stop_at_first_try checks the student on the validation split, but data.n_validation is 0")
+        if run.student.check_rows > run.data.n_validation:
+            raise ValueError(f"student.check_rows ({run.student.check_rows}) is more than the validation split has "
+                             f"(data.n_validation = {run.data.n_validation})")
     if run.select is not None and run.data.n_validation == 0:
         raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
     if run.train.reward_target != "reflection":
