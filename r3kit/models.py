@@ -192,11 +192,13 @@ def load_tokenizer(cfg: ModelConfig):
     """The model's tokenizer alone (Unsloth imported first), for checks made before the model loads. A hub id
     goes through Unsloth's name mapping first, as the model will: meta-llama/Llama-3.1-8B-Instruct is gated,
     and Unsloth reads its ungated copy."""
+    if cfg.loader == "transformers":
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(resolve_model_path(cfg.name))
+    fast_language_model()  # imports Unsloth, which must come before transformers
     from transformers import AutoTokenizer
 
-    if cfg.loader == "transformers":
-        return AutoTokenizer.from_pretrained(resolve_model_path(cfg.name))
-    fast_language_model()
     path = resolve_model_path(cfg.name)
     if not Path(path).exists():
         from unsloth.models.loader_utils import get_model_name

@@ -82,11 +82,14 @@ def test_configs_and_light_stages_do_not_import_unsloth_or_transformers():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-def test_load_model_imports_unsloth_before_transformers():
+@pytest.mark.parametrize("loader", ["load_model", "load_tokenizer"])
+def test_load_model_imports_unsloth_before_transformers(loader):
+    """The stages check the context with load_tokenizer before load_model: both must import Unsloth first, or
+    Unsloth warns that its optimizations are not applied (and the warning names this machine's site-packages)."""
     import subprocess
     import sys
 
-    code = ("import sys; from r3kit.models import ModelConfig, load_model; load_model(ModelConfig(name='tiny')); "
+    code = (f"import sys; from r3kit.models import ModelConfig, {loader}; {loader}(ModelConfig(name='tiny')); "
             "print('unsloth' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]
