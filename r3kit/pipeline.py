@@ -228,7 +228,7 @@ def select_stage(run: RunConfig, which: str) -> dict:
         selection = read_json(path)
         if selection.get("settings") == json.loads(json.dumps(settings)) and selection.get("last") == steps:
             return {**selection, "scores": {int(k): v for k, v in selection["scores"].items()}}
-    candidates = sorted({*(step for step, _ in checkpoints(folder)), steps})  # checkpoints and the final weights
+    candidates = sorted({*(step for step, _ in checkpoints(folder, up_to=steps)), steps})  # checkpoints and the final weights
     cfg = dataclasses.replace(run.evaluate, n_examples=run.select.n_examples, conditions=tuple(run.select.conditions))
     rows = _rows(run, "validation")[: run.select.n_examples]
     scores = {}

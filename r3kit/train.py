@@ -335,16 +335,27 @@ def generated_tokens(log_csv: str | Path) -> int:
         return int(sum(float(row["generated_tokens"] or 0) for row in csv.DictReader(handle)))
 
 
-def checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every checkpoint TRL saved in out_dir/checkpoints, by step."""
+def checkpoints(out_dir: str | Path, up_to: int | None = None) -> list[tuple[int, Path]]:
+    """(step, folder) of every checkpoint TRL saved in out_dir/checkpoints, by step; with `up_to`, only those
+    within that budget (a folder trained further under other settings is not part of this run)."""
     found = [(int(p.name.split("-")[1]), p) for p in (Path(out_dir) / "checkpoints").glob("checkpoint-*")
-             if p.name.split("-")[1].isdigit()]
-    return sorted(found)
+             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").exists()]  # a save cut short is no checkpoint
+    return sorted((step, p) for step, p in found if up_to is None or step <= up_to)
 
 
-def last_checkpoint(out_dir: str | Path) -> str | None:
-    found = checkpoints(out_dir)
+def last_checkpoint(out_dir: str | Path, up_to: int | None = None) -> str | None:
+    found = checkpoints(out_dir, up_to)
     return str(found[-1][1]) if found else None
+
+
+def finish_from_checkpoint(trainer, checkpoint: str) -> None:
+    """Load a checkpoint that already holds the whole budget into `trainer`, without training. Trainer.train
+    would take one more step first (transformers checks the step budget only after a step), so a run stopped
+    between its last checkpoint and its summary would end past its budget."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)  # the weights as Trainer.train(resume_from_checkpoint=...) loads them
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
 
 
 def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_dir: str | Path,
@@ -368,13 +379,17 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     trainer = build_trainer(model, tokenizer, task, failures, cfg, out_dir, generator_factory)
     from r3kit.train_log import truncate_log  # after load_model: train_log imports transformers
 
-    resume = last_checkpoint(out_dir)
+    resume = last_checkpoint(out_dir, up_to=cfg.steps)
+    resumed_step = int(resume.rsplit("-", 1)[1]) if resume else 0
     if resume and world()[1] > 1 and not torch.cuda.is_available():
         load_cpu_rank_tensors()  # CPU process groups (the two-process tests) resume through "cpu:<rank>"
     if is_main():
-        truncate_log(out_dir / "log.csv", after_step=int(resume.rsplit("-", 1)[1]) if resume else 0)
+        truncate_log(out_dir / "log.csv", after_step=resumed_step)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    if resumed_step >= cfg.steps:  # stopped after its last checkpoint: finish without another step
+        finish_from_checkpoint(trainer, resume)
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     final = out_dir / ("model" if full else "adapter")
     trainer.save_model(str(final))  # the main process only (TrainingArguments.should_save)
     if is_main():

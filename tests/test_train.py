@@ -2,17 +2,19 @@
 what changes, resuming, and the errors raised before training."""
 
 import csv
+import shutil
 
 import datasets
 import pytest
 import torch
 from fakes import ScriptedGenerator
+from safetensors.torch import load_file
 
 from r3kit.models import ModelConfig, attach_lora, load_model
 from r3kit.prompts import get_prompts
 from r3kit.tasks import get_task
 from r3kit.tasks.countdown import CountdownTask
-from r3kit.train import TrainConfig, build_trainer, check_failures, generated_tokens, train
+from r3kit.train import TrainConfig, build_trainer, check_failures, checkpoints, generated_tokens, train
 
 TASK = get_task("countdown", style="compact")
 COMPACT = get_prompts("countdown", "compact")
@@ -144,6 +146,64 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 4
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "log.csv"))] == [1, 2, 3, 4]
     assert (tmp_path / "adapter" / "adapter_config.json").exists() and (tmp_path / "config.json").exists()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A 3-step run (a checkpoint every step) that nothing interrupted: its folder and its final LoRA weights."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    tokenizer = load_model(ModelConfig(name="tiny"))[1]
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 3, "save_steps": 1})
+    train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, folder,
+          generator_factory=reflections_then_retries(tokenizer))
+    return folder, cfg, load_file(folder / "adapter" / "adapter_model.safetensors")
+
+
+def _cut_after_checkpoint(folder):  # killed after TRL saved the last checkpoint, before the adapter
+    shutil.rmtree(folder / "adapter")
+    (folder / "summary.json").unlink()
+
+
+def _cut_during_final_save(folder):  # killed while the adapter was being written
+    (folder / "summary.json").unlink()
+    weights = folder / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+def _cut_after_adapter(folder):  # killed after the adapter, before the summary
+    (folder / "summary.json").unlink()
+
+
+@pytest.mark.parametrize("cut", [_cut_after_checkpoint, _cut_during_final_save, _cut_after_adapter])
+def test_a_run_stopped_at_the_end_finishes_without_training_past_its_budget(uninterrupted, tmp_path, cut):
+    reference, cfg, weights = uninterrupted
+    folder = tmp_path / "run"
+    shutil.copytree(reference, folder)
+    cut(folder)
+    tokenizer = load_model(ModelConfig(name="tiny"))[1]
+    summary = train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, folder,
+                    generator_factory=reflections_then_retries(tokenizer))
+    assert summary["steps"] == 3 and summary["resumed_from"].endswith("checkpoint-3")
+    assert sorted(p.name for p in (folder / "checkpoints").glob("checkpoint-*")) == [f"checkpoint-{i}" for i in (1, 2, 3)]
+    assert [int(r["step"]) for r in csv.DictReader(open(folder / "log.csv"))] == [1, 2, 3]
+    resumed = load_file(folder / "adapter" / "adapter_model.safetensors")
+    assert resumed.keys() == weights.keys()
+    assert all(torch.equal(resumed[k], weights[k]) for k in weights)
+
+
+def test_a_checkpoint_beyond_the_budget_is_not_resumed_from(uninterrupted, tmp_path):
+    """A folder trained further (a larger steps setting, or an older version of the kit) resumes from the last
+    checkpoint within this run's budget, and ends at the budget."""
+    reference, cfg, weights = uninterrupted
+    folder = tmp_path / "run"
+    shutil.copytree(reference, folder)
+    _cut_after_checkpoint(folder)
+    shorter = TrainConfig(**{**cfg.__dict__, "steps": 2})
+    tokenizer = load_model(ModelConfig(name="tiny"))[1]
+    summary = train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, shorter, folder,
+                    generator_factory=reflections_then_retries(tokenizer))
+    assert summary["steps"] == 2 and summary["resumed_from"].endswith("checkpoint-2")
+    assert checkpoints(folder, up_to=2)[-1][0] == 2
 
 
 def test_clear_errors_before_training(tmp_path):
