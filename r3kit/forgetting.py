@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from r3kit.errors import MissingPackage
 from r3kit.io import read_json, write_json
 from r3kit.stats import paired_difference
 
@@ -87,11 +88,12 @@ class ForgettingConfig:
 
 
 def require_harness() -> None:
-    """An ImportError that says how to install lm-eval, or nothing (checked before a run's first stage)."""
+    """A MissingPackage (an ImportError) that says how to install lm-eval, or nothing (checked before a run's
+    first stage)."""
     from importlib.util import find_spec
 
     if find_spec("lm_eval") is None:
-        raise ImportError("this profile runs the forgetting check, which needs lm-evaluation-harness: "
+        raise MissingPackage("this profile runs the forgetting check, which needs lm-evaluation-harness: "
                           "pip install 'r3kit[forgetting]' (lm-eval[math]==0.4.13), or leave the check out with "
                           "--set forgetting=null (overrides {\"forgetting\": None})")
 

@@ -10,9 +10,9 @@ rejects unknown sections, fields and wrongly typed values with the valid choices
 stage, and returns a RunConfig, before any model is loaded or any notebook starts.
 
     smoke     seconds: a tiny random model through every stage (what the tests run)
-    cpu-demo  the default: the kit's own student, offline on CPU, under 20 minutes on 2 cores (see student.py)
+    cpu-demo  the default: the kit's own student, offline on CPU (see student.py)
     cpu-study the headline: 5 training seeds over 2 students, three arms at equal budget, checkpoints chosen
-              on validation (`r3kit reproduce --profile cpu-study`, about 90 minutes on 2 cores; see study.py)
+              on validation (`r3kit reproduce --profile cpu-study`; see study.py)
     cpu-demo-function-calling  the kit's own student on offline function calling (xLAM rows, test argument
               values never seen in training), CPU (see student_calls.py); its student copies values after
               3,000 short steps, then trains on the whole mix until validation first try reaches 25% (at
@@ -20,6 +20,7 @@ stage, and returns a RunConfig, before any model is loaded or any notebook start
     smoke-function-calling  seconds: a tiny random model through every stage of function calling (tests)
     smollm2-function-calling  a real 135M chat model on offline function calling, CPU (no learning expected)
     <model>-<task>-<gpu>      the paper's models on Countdown or APIGen, sized for a Colab T4 or an A100
+`r3kit profiles` shows how long each took where a committed run measured it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from r3kit.data import DataConfig
+from r3kit.errors import UserError, did_you_mean
 from r3kit.evaluate import EvalConfig
 from r3kit.forgetting import ForgettingConfig
 from r3kit.gpu_profiles import NOT_FITTING, gpu_profiles
@@ -77,7 +79,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "forgetting": {**_STUDENT_FORGETTING, "limit": 6, "batch_size": 8},
     },
     "cpu-demo": {
-        "description": "default: the kit's own student (Countdown), offline on CPU, under 20 minutes on 2 cores",
+        "description": "default: the kit's own student (Countdown), offline on CPU",
         "task": "countdown", "prompt_style": "compact",
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
         "student": {"steps": 480, "worked_attempts": True},
@@ -110,7 +112,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "cpu-study": {
         "description": "the headline: 2 students (reflections check the failed attempt) x 5 training seeds, "
-                       "R3 vs plain GRPO vs the fair retry-reward control, checkpoints chosen on validation; ~90 min",
+                       "R3 vs plain GRPO vs the fair retry-reward control, checkpoints chosen on validation",
         "task": "countdown", "prompt_style": "compact",
         "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
         "student": {"steps": 480, "worked_attempts": True, "reflection_style": "check"},
@@ -236,7 +238,8 @@ def _coerce(section: str, cls, values: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {section} parameter(s) {unknown}; valid: {sorted(fields)}")
+        hint = did_you_mean(unknown[0], fields) if len(unknown) == 1 else ""
+        raise UserError(f"unknown {section} parameter(s) {unknown}{hint}; valid: {sorted(fields)}")
     defaults = dataclasses.asdict(cls())
     out = {}
     for name, value in values.items():
@@ -257,7 +260,8 @@ def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
     for key, value in overrides.items():
         if key not in SECTIONS and key not in TOP_LEVEL:
-            raise ValueError(f"unknown override {key!r}; valid: {sorted([*SECTIONS, *TOP_LEVEL])}")
+            raise UserError(f"unknown override {key!r}{did_you_mean(key, [*SECTIONS, *TOP_LEVEL])}; valid: "
+                            f"{sorted([*SECTIONS, *TOP_LEVEL])}")
         if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
@@ -277,7 +281,7 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
     if name in NOT_FITTING:
         raise ValueError(f"profile {name!r} is not offered: {NOT_FITTING[name]}")
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; valid profiles:\n{describe()}")
+        raise UserError(f"unknown profile {name!r}{did_you_mean(name, PROFILES)}; `r3kit profiles` lists them")
     spec = _merge(PROFILES[name], overrides or {})
     run_dir = Path(run_dir) if run_dir else project_root() / "results" / name
     task = spec.get("task", "countdown")

@@ -5,9 +5,10 @@ Order (a study profile: 06 once per student, then 07):
 -> [04 train plain GRPO -> 02 evaluate it] -> [04 train retry-reward control -> 02 evaluate control]
 -> [09 forgetting check] -> 05 figures -> 08 explore transcripts. Each notebook gets the same parameters
 (profile, run_dir, overrides) plus its own (which model to evaluate, which variant to train).
-The profile is resolved and validated before the first notebook starts. By default the run folder's
-earlier outputs are removed first, so every file is regenerated; `resume=True` keeps them, and mining
-and training then continue from their last chunk and checkpoint. manifest.json (profile, resolved
+The profile is resolved and validated, and the kernel, notebooks, optional packages and the folder checked,
+before anything in the run folder is touched. By default the kit's earlier outputs there are removed first,
+so every file is regenerated, and only files the kit listed as its own are deleted (run_folder.py);
+`resume=True` keeps them, and mining and training then continue from their last chunk and checkpoint. manifest.json (profile, resolved
 parameters, package versions, git commit, machine, seconds per notebook) is rewritten after each
 notebook, so a failed run still says what ran. A failing notebook stops the run with its name, the
 failing cell and the error; what earlier notebooks wrote stays.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -32,18 +32,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from r3kit.io import checkout_root, make_portable, write_json
+from r3kit.errors import MissingPackage, NotebookFailed, UserError, did_you_mean
+from r3kit.io import checkout_root, make_portable, read_json, write_json
 from r3kit.profiles import RunConfig, project_root, resolve
+from r3kit.run_folder import Recorder, check_writable, claim
 
-STAGE_OUTPUTS = ("student", "eval", "failures", "train", "figures", "notebooks", "metrics.json", "stages.json",
-                 "student.json", "manifest.json", "study.json", "table.md", "trackio", "forgetting",
-                 "forgetting.json")
 PACKAGES = ("r3kit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
             "papermill", "matplotlib")
-
-
-class NotebookFailed(RuntimeError):
-    pass
 
 
 def _kernel_config():
@@ -134,27 +129,51 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def reproduce(profile: str, out: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
-              notebooks_dir: str | Path | None = None, kernel: str = "python3", progress: bool = True,
-              log_output: bool = False) -> dict:
-    import papermill
+def require_kernel(kernel: str) -> None:
+    """A UserError naming the installed kernels when no Jupyter kernel is called `kernel`."""
+    from jupyter_client.kernelspec import KernelSpecManager
 
-    run = resolve(profile, out, overrides)
-    notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks()
-    steps = plan(run)
+    specs = KernelSpecManager().find_kernel_specs()
+    if kernel not in specs:
+        raise UserError(f"no Jupyter kernel named {kernel!r}{did_you_mean(kernel, specs)}; installed: "
+                        f"{sorted(specs) or 'none'} (add one with: python -m ipykernel install --user --name {kernel})")
+
+
+def preflight(run: RunConfig, steps: list, notebooks_dir: Path, kernel: str) -> None:
+    """Everything a run needs that can be checked before any file is touched: papermill, the kernel, the
+    notebooks, lm-eval where the profile runs the forgetting check, and a writable folder with room."""
+    from importlib.util import find_spec
+
+    if find_spec("papermill") is None:
+        raise MissingPackage("r3kit reproduce runs notebooks with papermill, which is not installed: "
+                             "pip install 'r3kit[lab]'")
+    require_kernel(kernel)
+    missing = sorted({nb for nb, _, _ in steps if not (notebooks_dir / nb).exists()})
+    if missing:
+        raise UserError(f"notebooks not found in {notebooks_dir}: {missing}")
     if run.forgetting is not None:  # before the first notebook, not after training
         from r3kit.forgetting import require_harness
 
         require_harness()
-    missing = sorted({nb for nb, _, _ in steps if not (notebooks_dir / nb).exists()})
-    if missing:
-        raise ValueError(f"notebooks not found in {notebooks_dir}: {missing}")
-    run_dir = run.run_dir.resolve()
+    check_writable(run.run_dir)
+
+
+def reproduce(profile: str, out: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
+              notebooks_dir: str | Path | None = None, kernel: str = "python3", progress: bool = True,
+              log_output: bool = False, overwrite: bool = False) -> dict:
+    """Run every notebook of `profile` into its run folder (module docstring). Checks come first; a fresh run
+    then deletes only what the kit wrote in the folder (run_folder.py)."""
+    run = resolve(profile, out, overrides)
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks()
+    steps = plan(run)
+    preflight(run, steps, notebooks_dir, kernel)
+    import papermill
+
+    run_dir = claim(run.run_dir, resume=resume, overwrite=overwrite,
+                    say=lambda line: tqdm.write(line) if progress else None)
     if resume:  # records an earlier version or another machine wrote, with the paths as this version writes them
         make_portable(run_dir)
-    else:
-        for target in [*(run_dir / name for name in STAGE_OUTPUTS), *run_dir.glob("student-*")]:
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    recorder = Recorder(run_dir)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile, "overrides": overrides or {}, "parameters": run.to_dict(), **environment(),
                 "started": datetime.now(UTC).isoformat(timespec="seconds"), "notebooks": []}
@@ -183,6 +202,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
             manifest["notebooks"].append(entry)
             manifest["total_seconds"] = round(time.perf_counter() - start, 1)
             write_json(run_dir / "manifest.json", manifest)
+            recorder.record()
             raise NotebookFailed(f"{notebook} ({name}) failed in cell {error.exec_count}: {error.ename}: "
                                  f"{error.evalue}\nThe executed copy with the traceback: {output}") from None
         entry.update(status="ok", seconds=round(time.perf_counter() - began, 1))
@@ -190,6 +210,21 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
         manifest["notebooks"].append(entry)
         manifest["total_seconds"] = round(time.perf_counter() - start, 1)
         write_json(run_dir / "manifest.json", manifest)
+        recorder.record()
     manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(run_dir / "manifest.json", manifest)
+    recorder.record()
     return manifest
+
+
+def measured_seconds(profile: str) -> tuple[float, int | None] | None:
+    """(seconds its stages took, the machine's CPU count) from the committed run of `profile` in this checkout
+    (stages.json of the run and of each study student), or None where no run measured it."""
+    root = checkout_root()
+    folder = root / "results" / profile if root else None
+    if folder is None or not (folder / "manifest.json").exists():
+        return None
+    seconds = sum(float(v) for path in [folder / "stages.json", *folder.glob("student-*/stages.json")]
+                  if path.exists() for v in read_json(path).values())
+    manifest = read_json(folder / "manifest.json")
+    return max(seconds, float(manifest.get("total_seconds") or 0.0)), (manifest.get("machine") or {}).get("cpus")

@@ -11,6 +11,7 @@ from r3kit.evaluate import summarize
 from r3kit.io import read_jsonl
 from r3kit.profiles import DEFAULT_PROFILE, PROFILES, resolve
 from r3kit.reproduce import plan
+from r3kit.run_folder import MARKER, read_marker
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -96,9 +97,15 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
         assert set(entry["differences"]) == {"trained", "retry_control"}
     assert (run_dir / "figures" / "forgetting.png").stat().st_size > 0 and (run_dir / "figures" / "forgetting.md").exists()
     assert any("image/png" in o.get("data", {}) for c in executed["08_forgetting"].cells for o in c.get("outputs", []))
+    written = read_marker(run_dir)["written"]  # the kit listed every file it wrote, and only those
+    assert set(written) == {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()} - {MARKER}
     stamp = (run_dir / "metrics.json").stat().st_mtime
-    reproduce("smoke", run_dir)  # a second run regenerates the files
+    (run_dir / "notebooks" / "my_analysis.ipynb").write_text("the user's")
+    (run_dir / "my_notes.txt").write_text("the user's")
+    reproduce("smoke", run_dir)  # a second run regenerates the files, deleting only what the kit wrote
     assert (run_dir / "metrics.json").stat().st_mtime > stamp
+    assert (run_dir / "my_notes.txt").read_text() == "the user's"
+    assert [p.read_text() for p in run_dir.glob("set-aside-*/notebooks/my_analysis.ipynb")] == ["the user's"]
 
 
 @pytest.mark.slow
@@ -106,10 +113,11 @@ def test_a_failing_notebook_stops_the_run_and_names_itself(tmp_path):
     from r3kit.reproduce import NotebookFailed, reproduce
 
     with pytest.raises(NotebookFailed, match=r"03_mine_failures.ipynb .* failed in cell \d+: ValueError: k .attempts"):
-        reproduce("smoke", tmp_path, overrides={}, notebooks_dir=_broken_notebooks(tmp_path))
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+        reproduce("smoke", tmp_path / "run", overrides={}, notebooks_dir=_broken_notebooks(tmp_path))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert [e["status"] for e in manifest["notebooks"]][-1] == "failed"
-    assert (tmp_path / "metrics.json").exists()  # what the earlier notebooks wrote stays
+    assert (tmp_path / "run" / "metrics.json").exists()  # what the earlier notebooks wrote stays, listed as the kit's
+    assert {"metrics.json", "manifest.json", "notebooks/03_mine_failures.ipynb"} <= set(read_marker(tmp_path / "run")["written"])
 
 
 def _notebooks_with(folder, notebook, marker, prefix):

@@ -43,9 +43,9 @@ def test_default_profile_is_the_offline_cpu_demo():
 def test_overrides_merge_and_bad_ones_are_named():
     run = resolve("smoke", overrides={"train": {"steps": 7}, "evaluate": {"n_examples": 3}})
     assert run.train.steps == 7 and run.control.steps == 7 and run.evaluate.n_examples == 3
-    with pytest.raises(ValueError, match="(?s)unknown profile 'nope'; valid profiles:\n.*cpu-demo"):
+    with pytest.raises(ValueError, match="unknown profile 'nope'; `r3kit profiles` lists them"):
         resolve("nope")
-    with pytest.raises(ValueError, match=r"unknown train parameter\(s\) \['stepz'\]; valid: .*steps"):
+    with pytest.raises(ValueError, match=r"unknown train parameter\(s\) \['stepz'\] \(did you mean 'steps'\?\); valid: .*steps"):
         resolve("smoke", overrides={"train": {"stepz": 3}})
     with pytest.raises(ValueError, match="unknown override"):
         resolve("smoke", overrides={"trian": {}})

@@ -206,6 +206,34 @@ def test_an_interrupted_student_resumes_to_the_same_weights(tmp_path, monkeypatc
     assert not (broken / student.STATE_FILE).exists()  # the student is whole: its state is gone
 
 
+def test_a_student_killed_while_saving_resumes_to_exactly_its_steps(tmp_path, monkeypatch):
+    """Killed during the final save (a half-written model file): the rerun resumes from the last saved state,
+    trains only the steps left, and saves the student an unbroken run saves."""
+    import torch
+    from safetensors.torch import load_file
+
+    import r3kit.student as student
+
+    cfg = StudentConfig(hidden=32, layers=1, heads=2, steps=4, batch_size=4, warmup_steps=2, reflection_style="check")
+    whole = make_student(cfg, tmp_path / "whole")
+    monkeypatch.setattr(student, "CHECKPOINT_SECONDS", 0.0)  # a state after every step
+    real = student.save_model
+
+    def killed_while_saving(model, tokenizer, out_dir):
+        (tmp_path / "broken" / "model.safetensors").write_bytes(b"half a file")
+        raise RuntimeError("killed while saving")
+
+    monkeypatch.setattr(student, "save_model", killed_while_saving)
+    with pytest.raises(RuntimeError, match="killed while saving"):
+        make_student(cfg, tmp_path / "broken")
+    monkeypatch.setattr(student, "save_model", real)
+    resumed = make_student(cfg, tmp_path / "broken")
+    assert resumed["resumed_from_step"] == 3 and resumed["steps_trained"] == 4
+    assert resumed["loss_curve"] == whole["loss_curve"]
+    weights, expected = load_file(tmp_path / "broken" / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+
+
 def test_a_finished_student_is_kept_by_a_resumed_run_and_retrained_when_its_settings_change(tmp_path, capsys):
     """`r3kit reproduce --resume` runs notebook 01 again: a student finished with the same settings is kept
     (hours on a CPU for function calling), one with other settings or other held-out rows is trained again."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from r3kit.errors import UserError, did_you_mean
 from r3kit.tasks.base import Message, Task, Verdict
 from r3kit.tasks.countdown import CountdownTask
 from r3kit.tasks.function_calling import FunctionCallingTask
@@ -30,7 +31,7 @@ def get_task(name: str, style: str = "instruct", **prompt_overrides: str) -> Tas
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; available: {task_names()}") from None
+        raise UserError(f"unknown task {name!r}{did_you_mean(name, _REGISTRY)}; available: {task_names()}") from None
     return cls(style=style, **prompt_overrides)
 
 
