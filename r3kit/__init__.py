@@ -1,0 +1,23 @@
+"""r3kit: Reflect, Retry, Reward. The public API, imported on first use (so `import r3kit` stays light):
+
+    Task, Verdict, get_task, register_task   tasks (r3kit.tasks): build the prompt, verify, phrase the turns
+    r3_for_trl                               R3's dataset, rollout_func and reward for your own GRPOTrainer
+    resolve                                  a profile (a name or a YAML file) -> the validated RunConfig
+    run_all                                  every stage of a run in this process (r3kit.pipeline)
+    reproduce                                every notebook of a run through papermill (r3kit.reproduce)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {"Task": "r3kit.tasks", "Verdict": "r3kit.tasks", "get_task": "r3kit.tasks", "register_task": "r3kit.tasks",
+        "r3_for_trl": "r3kit.for_trl", "resolve": "r3kit.profiles", "run_all": "r3kit.pipeline",
+        "reproduce": "r3kit.reproduce"}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'r3kit' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if os.getcwd() not in sys.path:  # as `python -m` does: a task named mymodule:MyTask imports from here
+        sys.path.insert(0, os.getcwd())
     try:
         return _COMMANDS[args.command](args)
     except (ValueError, ImportError, OSError) as error:  # user errors: one line (--verbose: the traceback)

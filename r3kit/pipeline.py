@@ -100,9 +100,9 @@ def _test_rows(run: RunConfig) -> list[dict]:
 
 def held_out_keys(run: RunConfig) -> set:
     """Problem keys of the test and validation splits: never trained on, by the student either."""
-    from r3kit.data import _SOURCES
+    from r3kit.data import source_for
 
-    key = _SOURCES[run.task].key
+    key = source_for(run.task).key
     keys = {key(row) for row in _test_rows(run)}
     if run.data.n_validation:
         keys |= {key(row) for row in _rows(run, "validation")}

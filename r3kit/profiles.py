@@ -42,7 +42,7 @@ from r3kit.models import ModelConfig
 from r3kit.selection import SelectionConfig
 from r3kit.student import StudentConfig
 from r3kit.study import StudyConfig
-from r3kit.tasks import get_task
+from r3kit.tasks import check_verifier, get_task
 from r3kit.train import TrainConfig
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, "evaluate": EvalConfig,
@@ -225,6 +225,45 @@ def project_root() -> Path:
     return checkout_root() or Path.cwd()
 
 
+def is_profile_file(name: str) -> bool:
+    return str(name).endswith((".yaml", ".yml"))
+
+
+def read_profile_file(path: str | Path) -> dict[str, Any]:
+    """A profile from a YAML file: its sections merged over the built-in profile named by its `base` (none: the
+    stage defaults), section by section, as --set merges; relative paths in it (a task file, data.source,
+    launch.config_file) are read from the file's folder."""
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"profile file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"profile file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"profile file {path} must hold a mapping of sections, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is not None and base not in PROFILES:
+        raise UserError(f"profile file {path}: unknown base profile {base!r}{did_you_mean(base, PROFILES)}")
+    here = path.resolve().parent
+
+    def local(value: str) -> str:
+        return value if Path(value).expanduser().is_absolute() else str(here / value)
+
+    task = values.get("task")
+    if isinstance(task, str) and ":" in task and task.rpartition(":")[0].endswith(".py"):
+        where, _, cls = task.rpartition(":")
+        values["task"] = f"{local(where)}:{cls}"
+    for section, field in (("data", "source"), ("launch", "config_file")):
+        entry = values.get(section)
+        if isinstance(entry, dict) and isinstance(entry.get(field), str) and entry[field] not in ("generate", "hub"):
+            entry[field] = local(entry[field])
+    values.setdefault("description", f"from {path.name}" + (f", over {base}" if base else ""))
+    return _merge(PROFILES[base] if base else {}, values)
+
+
 def profile_names() -> list[str]:
     return list(PROFILES)
 
@@ -280,13 +319,17 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
     """The validated RunConfig of profile `name` with `overrides`; run_dir defaults to results/<name>."""
     if name in NOT_FITTING:
         raise ValueError(f"profile {name!r} is not offered: {NOT_FITTING[name]}")
-    if name not in PROFILES:
-        raise UserError(f"unknown profile {name!r}{did_you_mean(name, PROFILES)}; `r3kit profiles` lists them")
-    spec = _merge(PROFILES[name], overrides or {})
-    run_dir = Path(run_dir) if run_dir else project_root() / "results" / name
+    if is_profile_file(name):
+        spec = _merge(read_profile_file(name), overrides or {})
+    elif name not in PROFILES:
+        raise UserError(f"unknown profile {name!r}{did_you_mean(name, PROFILES)}; `r3kit profiles` lists them, and a "
+                        "profile file (.yaml) names its own")
+    else:
+        spec = _merge(PROFILES[name], overrides or {})
+    run_dir = Path(run_dir) if run_dir else project_root() / "results" / Path(name).stem
     task = spec.get("task", "countdown")
     style = spec.get("prompt_style", "instruct")
-    get_task(task, style=style)  # unknown task or style -> clear error
+    task_object = get_task(task, style=style)  # unknown task or style -> clear error
     student = StudentConfig(**_coerce("student", StudentConfig, spec["student"])) if spec.get("student") is not None else None
     data_values = _coerce("data", DataConfig, {**spec.get("data", {}), "task": task})
     if student is not None and not data_values.get("generator"):
@@ -333,6 +376,10 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
                   run.select, run.study, run.forgetting, run.launch):
         if stage is not None:
             stage.validate()
+    if not type(task_object).__module__.startswith("r3kit."):  # a user's task: its verifier, on malformed output
+        from r3kit.data import sample_rows
+
+        check_verifier(task_object, sample_rows(run.data, 1)[0])
     check_budgets(run)
     return run
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from r3kit.errors import MissingPackage, NotebookFailed, UserError, did_you_mean
 from r3kit.io import checkout_root, make_portable, read_json, write_json
-from r3kit.profiles import RunConfig, project_root, resolve
+from r3kit.profiles import RunConfig, is_profile_file, project_root, resolve
 from r3kit.run_folder import Recorder, check_writable, claim
 
 PACKAGES = ("r3kit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
@@ -52,14 +52,16 @@ def _kernel_config():
 
 @contextmanager
 def _environment(**defaults):
-    """Set environment variables the user has not set, for the kernels started inside."""
-    added = {k: v for k, v in defaults.items() if not os.environ.get(k)}
-    os.environ.update(added)
+    """Set environment variables the user has not set, for the kernels started inside; and put this working
+    folder on the kernels' PYTHONPATH, so a task named `mymodule:MyTask` imports there as it does here."""
+    saved = {k: os.environ.get(k) for k in (*defaults, "PYTHONPATH")}
+    os.environ.update({k: v for k, v in defaults.items() if not os.environ.get(k)})
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), saved["PYTHONPATH"]]))
     try:
         yield
     finally:
-        for k in added:
-            os.environ.pop(k, None)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def default_notebooks() -> Path:
@@ -174,6 +176,8 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     if resume:  # records an earlier version or another machine wrote, with the paths as this version writes them
         make_portable(run_dir)
     recorder = Recorder(run_dir)
+    # a profile file is named by its full path: the kernels run in the run folder
+    shown_profile = str(Path(profile).resolve()) if is_profile_file(profile) else profile
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile, "overrides": overrides or {}, "parameters": run.to_dict(), **environment(),
                 "started": datetime.now(UTC).isoformat(timespec="seconds"), "notebooks": []}
@@ -185,7 +189,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
         # "" is the profile's default folder (results/<profile>): the executed copy records no machine's path
         # (in a checkout only: elsewhere the default is relative to the working directory, which the kernel changes)
         given = "" if checkout_root() and run_dir == resolve(profile, None, overrides).run_dir.resolve() else str(run_dir)
-        parameters = {"profile": profile, "run_dir": given, "overrides": overrides or {}, **own}
+        parameters = {"profile": shown_profile, "run_dir": given, "overrides": overrides or {}, **own}
         began = time.perf_counter()
         entry = {"notebook": notebook, "output": str(output.relative_to(run_dir)), "parameters": own}
         try:

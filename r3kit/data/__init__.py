@@ -29,14 +29,14 @@ from typing import Any
 
 from r3kit.data import countdown as _countdown
 from r3kit.data import function_calling as _function_calling
-from r3kit.tasks import get_task
+from r3kit.tasks import task_class
 
 
 @dataclass(frozen=True)
 class Source:
     hub_id: str
     columns: tuple[str, ...]
-    generate: Callable[..., list[dict]]
+    generate: Callable[..., list[dict]] | None  # None: the task's rows come from a file (or the hub) only
     key: Callable[[dict], Any]
     streams: bool = False  # the generator takes stream="held_out" | "train" (for test and validation | train)
 
@@ -53,6 +53,15 @@ def register_source(task: str, source: Source) -> None:
     _SOURCES[task] = source
 
 
+def source_for(task: str) -> Source:
+    """The rows of `task` (a name or a task's import path): a registered source, or the one its Task class
+    carries (columns, key, and `generate` and `hub_id` where it has them)."""
+    cls = task_class(task)
+    if cls.name in _SOURCES:
+        return _SOURCES[cls.name]
+    return Source(cls.hub_id or "", tuple(cls.columns), cls.generate, cls.key)
+
+
 @dataclass
 class DataConfig:
     """Where a run's problems come from. `generator` holds the generator's keyword arguments (ranges)."""
@@ -66,9 +75,11 @@ class DataConfig:
     generator: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        get_task(self.task)  # unknown task -> clear error
-        if self.task not in _SOURCES:
-            raise ValueError(f"task {self.task!r} has no data source; registered: {sorted(_SOURCES)}")
+        source = source_for(self.task)  # unknown task -> clear error
+        if (self.source == "generate" and source.generate is None) or (self.source == "hub" and not source.hub_id):
+            raise ValueError(f"task {self.task!r} has no {'generate' if self.source == 'generate' else 'hub_id'} for "
+                             f"data.source={self.source!r}: set data.source to a .jsonl, .json, .parquet or .csv file "
+                             "of its rows")
         if self.source not in ("generate", "hub") and not Path(self.source).exists():
             raise ValueError(f"data source {self.source!r} is neither 'generate', 'hub' nor an existing file")
         if self.n_test < 1 or (self.n_train is not None and self.n_train < 1):
@@ -120,8 +131,13 @@ def load_hub(hub_id: str):
 
 
 def sample_rows(cfg: DataConfig, n: int = 16) -> list[dict]:
-    """A few generated rows of the task (offline, instant): stand-ins for checks made before any download."""
-    return _SOURCES[cfg.task].generate(n, seed=12345, **(cfg.generator if cfg.source == "generate" else {}))
+    """A few rows of the task (offline, instant): generated stand-ins for checks made before any download, or a
+    data file's first rows for a task that cannot generate."""
+    source = source_for(cfg.task)
+    if source.generate is None:  # a task without a generator: its file's first rows
+        rows = _read_file(cfg.source)
+        return rows.select(range(min(n, len(rows)))).to_list()
+    return source.generate(n, seed=12345, **(cfg.generator if cfg.source == "generate" else {}))
 
 
 SPLITS = ("train", "validation", "test")
@@ -136,7 +152,7 @@ def load_split(cfg: DataConfig, split: str):
     cfg.validate()
     if split == "validation" and cfg.n_validation == 0:
         raise ValueError("this run has no validation split: set data.n_validation > 0")
-    source = _SOURCES[cfg.task]
+    source = source_for(cfg.task)
     if cfg.source == "generate":
         stream = (lambda name: {"stream": name}) if source.streams else (lambda name: {})
         held = source.generate(cfg.n_test + cfg.n_validation, seed=2 * cfg.seed + 1, **cfg.generator, **stream("held_out"))

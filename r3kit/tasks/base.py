@@ -6,8 +6,10 @@ conversation, checks a completion with a binary verifier, and supplies the feedb
 so a task only decides which example fields fill the templates.
 
 To add a task: subclass `Task`, set `name` and `columns`, implement `verify` (and `template_fields` if
-the templates need more than the raw columns), then `r3kit.tasks.register_task(MyTask)`. Nothing else in
-the kit changes: rollout, mining, evaluation and training only talk to this interface.
+the templates need more than the raw columns), give its prompts (`prompt_styles`, or r3kit.prompts'
+`register_prompts`) and, for offline runs, its rows (`generate` and `key`; otherwise a data file or
+`hub_id`). Name it in a profile by its import path (r3kit.tasks). Nothing else in the kit changes:
+rollout, mining, evaluation and training only talk to this interface.
 """
 
 from __future__ import annotations
@@ -43,9 +45,27 @@ class Task:
     name: ClassVar[str] = ""
     columns: ClassVar[tuple[str, ...]] = ()
     failure_categories: ClassVar[tuple[str, ...]] = ()  # what reason_category returns, if a fixed set (figures)
+    prompt_styles: ClassVar[dict[str, Prompts]] = {}  # a task's own prompts by style (else r3kit.prompts' registry)
+    hub_id: ClassVar[str | None] = None  # a hub dataset with the task's columns (data.source="hub")
+
+    # Rows for offline runs (data.source="generate"): a task that defines `generate` needs no data file.
+    # generate(n, seed) -> n rows (dicts with `columns`), deterministic under seed; key(row) -> what makes two
+    # rows the same problem (the splits never share a key).
+    generate = None
+
+    @staticmethod
+    def key(row: dict):
+        return repr(sorted(row.items()))
 
     def __init__(self, style: str = "instruct", prompts: Prompts | None = None, **prompt_overrides: str):
-        base = prompts if prompts is not None else get_prompts(self.name, style)
+        if prompts is not None:
+            base = prompts
+        elif style in self.prompt_styles:
+            base = self.prompt_styles[style]
+        elif self.prompt_styles:
+            raise ValueError(f"no prompt style {style!r} for task {self.name!r}; available: {sorted(self.prompt_styles)}")
+        else:
+            base = get_prompts(self.name, style)
         self.style = style
         self.prompts = base.with_overrides(**prompt_overrides) if prompt_overrides else base
 

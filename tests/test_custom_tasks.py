@@ -1,0 +1,133 @@
+"""Your own task and your own profile: a task class named by its import path (a module, a file, or an installed
+entry point) and a profile file reach every process the kit starts; bad ones fail with one clear message."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r3kit import tasks
+from r3kit.data import DataConfig, load_split
+from r3kit.errors import UserError
+from r3kit.profiles import resolve
+from r3kit.tasks import get_task
+
+EXAMPLE = Path(__file__).parents[1] / "notebooks" / "your_task"
+
+
+@pytest.fixture
+def task_folder(tmp_path, monkeypatch):
+    """A folder holding the example task as a module of its own (mysort.py), importable from there."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(EXAMPLE / "sort_task.py", folder / "mysort.py")
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def _profile(folder, text):
+    path = folder / "my.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_task_by_module_or_file_path_has_its_prompts_rows_and_verifier(task_folder):
+    by_module = get_task("mysort:SortTask", style="compact")
+    by_file = get_task(f"{task_folder / 'mysort.py'}:SortTask")
+    assert by_module.name == by_file.name == "sort"
+    assert by_module.first_messages({"numbers": [3, 1, 2]}) == [{"role": "user", "content": "sort 3, 1, 2"}]
+    assert by_file.verify("<answer>1, 2, 3</answer>", {"numbers": [3, 1, 2]}).ok
+    assert by_file.verify("<answer>1, 3, 2</answer>", {"numbers": [3, 1, 2]}).reason == "the given numbers, out of order"
+    cfg = DataConfig(task="mysort:SortTask", n_test=10, n_train=30)
+    test, train = load_split(cfg, "test"), load_split(cfg, "train")
+    assert len(test) == 10 and len(train) == 30
+    assert not {tuple(r["numbers"]) for r in test} & {tuple(r["numbers"]) for r in train}
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nosuchmodule_r3kit:Task", "task module 'nosuchmodule_r3kit' cannot be imported"),
+    ("no/such/file.py:Task", "task file no/such/file.py does not exist"),
+    ("mysort:SortTsk", "has no 'SortTsk' (did you mean 'SortTask'?)"),
+    ("json:JSONDecoder", "is not a Task subclass"),
+    ("sortt", "unknown task 'sortt'"),
+])
+def test_task_paths_that_cannot_serve_are_named(task_folder, name, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        get_task(name)
+
+
+def test_a_task_file_that_fails_to_import_says_so(tmp_path):
+    (tmp_path / "broken.py").write_text("raise RuntimeError('half written')\n")
+    with pytest.raises(UserError, match=r"broken.py failed to import: RuntimeError: half written"):
+        get_task(f"{tmp_path / 'broken.py'}:Anything")
+
+
+def test_an_installed_entry_point_names_a_task(task_folder, monkeypatch):
+    monkeypatch.setattr(tasks, "_installed", lambda: {"sorting": "mysort:SortTask"})
+    assert get_task("sorting").name == "sort" and "sorting" in tasks.task_names()
+
+
+def test_a_verifier_that_raises_on_model_output_is_refused_when_the_run_resolves(task_folder):
+    (task_folder / "fragile.py").write_text(
+        "from mysort import SortTask\n\n"
+        "class Fragile(SortTask):\n"
+        "    name = 'fragile'\n"
+        "    def verify(self, completion, example):\n"
+        "        first = completion[0]  # fails on empty output\n"
+        "        return super().verify(first + completion[1:], example)\n")
+    profile = _profile(task_folder, "base: smoke\ntask: fragile.py:Fragile\nstudent: null\nforgetting: null\n"
+                                    "model: {name: tiny}\n")
+    with pytest.raises(UserError, match=r"task 'fragile': verify\(\) raised IndexError: .* on the model output ''; a "
+                                        r"verifier must return Verdict\(False, reason\)"):
+        resolve(str(profile))
+
+
+def test_a_profile_file_merges_over_its_base_and_is_validated_like_a_built_in_one(task_folder):
+    profile = _profile(task_folder, "base: smoke\ntask: mysort.py:SortTask\nstudent: null\nforgetting: null\n"
+                                    "model: {name: tiny}\ntrain: {steps: 5}\n")
+    run = resolve(str(profile))
+    smoke = resolve("smoke")
+    assert run.train.steps == 5 and run.train.group_size == smoke.train.group_size  # section by section
+    assert run.task == f"{task_folder / 'mysort.py'}:SortTask"  # relative to the profile file
+    assert run.run_dir.name == "my" and run.get_task().name == "sort"
+    assert resolve(str(profile), overrides={"train": {"steps": 3}}).train.steps == 3  # --set still applies
+    for text, message in [
+        ("base: smoke\ntrain: {stepz: 3}\n", r"unknown train parameter\(s\) \['stepz'\] \(did you mean 'steps'\?\)"),
+        ("base: smoke\ntrian: {steps: 3}\n", r"unknown override 'trian' \(did you mean 'train'\?\)"),
+        ("base: smok\n", r"unknown base profile 'smok' \(did you mean 'smoke'\?\)"),
+        ("base: smoke\ntrain: {steps: many}\n", "train.steps must be int, got 'many'"),
+        ("base: smoke\ntrain: [steps\n", "is not valid YAML"),
+        ("- smoke\n", "must hold a mapping of sections"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            resolve(str(_profile(task_folder, text)))
+    with pytest.raises(UserError, match="profile file .*nothere.yaml does not exist"):
+        resolve(str(task_folder / "nothere.yaml"))
+
+
+@pytest.mark.slow
+def test_a_user_task_reaches_the_papermill_kernels_and_two_launched_processes(task_folder, tmp_path, monkeypatch):
+    """`r3kit reproduce --profile my.yaml` with a task named module:Class, run from the module's folder: every
+    notebook's kernel imports it; then mining with two processes under torchrun matches one process."""
+    from r3kit.io import read_jsonl
+    from r3kit.reproduce import reproduce
+
+    shutil.copy(EXAMPLE / "sort.yaml", task_folder / "sort.yaml")
+    monkeypatch.chdir(task_folder)
+    overrides = {"task": "mysort:SortTask"}
+    manifest = reproduce("sort.yaml", "run", overrides, progress=False)
+    assert [n["status"] for n in manifest["notebooks"]] == ["ok"] * 6
+    transcripts = read_jsonl(task_folder / "run" / "eval" / "trained" / "transcripts.jsonl")
+    assert len(transcripts) == 16 and transcripts[0]["first"]["messages"][0]["content"].startswith("sort ")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_port",
+            str(__import__("r3kit.launch").launch.free_port()), "-m", "r3kit", "run", "mine", "--profile", "sort.yaml",
+            "--out", "two", "--set", "task=mysort:SortTask"]
+    done = subprocess.run(argv, cwd=task_folder, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one = sorted(p.read_text() for p in (task_folder / "run" / "failures" / "chunks").glob("*.jsonl"))
+    two = sorted(p.read_text() for p in (task_folder / "two" / "failures" / "chunks").glob("*.jsonl"))
+    assert one == two and one
