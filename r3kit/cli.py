@@ -5,6 +5,7 @@
     r3kit run STAGE [--profile NAME] [--out DIR] [--set ...] [--arm r3] [--seed N] [--which vanilla]
     r3kit run STAGE --config <run folder>/launch/STAGE.json      (what launch.py starts)
     r3kit profiles [--show NAME]
+    r3kit budgets [--profile NAME | --profile my.yaml] [--set model.name=...]
 
 `r3kit run` runs one stage (student, mine, train, evaluate) in this process, or, started by a launcher,
 in every process it started:  accelerate launch --multi_gpu --num_processes 8 -m r3kit run mine --profile P
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="r3kit", description="Reflect, Retry, Reward: reproduction kit",
                                      epilog=EXAMPLES, formatter_class=formatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,run,profiles}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{reproduce,run,profiles,budgets}")
     rep = commands.add_parser(
         "reproduce", help="run every notebook of a profile with papermill", formatter_class=formatter,
         description="Run every notebook of a profile, in order, with papermill; the executed notebooks, records "
@@ -105,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
                                formatter_class=formatter)
     prof.add_argument("--show", default=None, metavar="NAME", help="print this profile's resolved parameters")
     prof.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
+    adv = commands.add_parser(
+        "budgets", help="suggest context and turn budgets for a profile's model and task", formatter_class=formatter,
+        description="Count the episode prompt with the model's own tokenizer on training rows and say whether each "
+                    "stage's episode (prompt + attempt + reflection + retry) fits model.max_seq_length, with a "
+                    "suggested value. Use it when you point a profile at another model or task.",
+        epilog="examples:\n  r3kit budgets --profile smoke\n"
+               "  r3kit budgets --profile qwen2.5-1.5b-countdown-t4 --set model.name=Qwen/Qwen2.5-3B-Instruct")
+    adv.add_argument("--profile", default="cpu-demo", help="a profile name or a profile file (.yaml)")
+    adv.add_argument("--out", default=None, metavar="DIR", help="the run folder (where a CPU student was saved)")
+    adv.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                     help="override one parameter, as for reproduce (e.g. --set model.name=ORG/MODEL)")
+    adv.add_argument("--rows", type=int, default=64, help="how many training rows to measure (default 64)")
+    adv.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
     return parser
 
 
@@ -191,7 +205,16 @@ def _brief(result) -> dict:
     return {k: result[k] for k in keys if k in result}
 
 
-_COMMANDS = {"reproduce": _reproduce, "run": _run_stage, "profiles": _profiles}
+def _budgets(args) -> int:
+    from r3kit import pipeline, profiles
+
+    run = profiles.resolve(args.profile, args.out, parse_sets(args.sets), budgets=False)
+    for line in pipeline.advise_budgets(run, args.rows)["lines"]:
+        print(line)
+    return 0
+
+
+_COMMANDS = {"reproduce": _reproduce, "run": _run_stage, "profiles": _profiles, "budgets": _budgets}
 
 
 if __name__ == "__main__":

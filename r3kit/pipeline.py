@@ -109,6 +109,45 @@ def held_out_keys(run: RunConfig) -> set:
     return keys
 
 
+def advise_budgets(run: RunConfig, n: int = 64) -> dict:
+    """Context and turn budgets for this run's model and task, from the model's own tokenizer and `n` training
+    rows (never test rows): the episode prompt's length, what each stage's episode needs, and a max_seq_length
+    that holds the longest (rounded up to 256). `lines` says it in words; nothing is changed."""
+    import math
+
+    from r3kit.generation import prompt_ids
+    from r3kit.models import load_tokenizer
+    from r3kit.rollout import episode_prompt
+
+    tokenizer = load_tokenizer(run.model)
+    task = run.get_task()
+    rows = _rows(run, "train")[:n]
+    lengths = sorted(len(prompt_ids(tokenizer, episode_prompt(task, row))) for row in rows)
+    longest, p95 = lengths[-1], lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)]
+    e = run.evaluate
+    stages = {"evaluate": (e.attempt_tokens, e.reflection_tokens, e.retry_tokens)}
+    for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control)):
+        if cfg is not None:
+            stages[name] = (cfg.attempt_tokens, 0, 0) if cfg.reward_target == "attempt" else \
+                (run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens)
+    need = {name: longest + sum(turns) for name, turns in stages.items()}
+    suggested = 256 * math.ceil(max(need.values()) / 256)
+    native = getattr(tokenizer, "model_max_length", None)
+    native = native if isinstance(native, int) and native < 10**8 else None
+    lines = [f"episode prompt (task, attempt left empty, reflection request, retry request): longest {longest} tokens, "
+             f"95th percentile {p95}, over {len(rows)} training rows with {run.model.name}'s tokenizer"]
+    for name, turns in stages.items():
+        verdict = "fits" if need[name] <= run.model.max_seq_length else "does NOT fit"
+        lines.append(f"{name}: prompt {longest} + attempt {turns[0]} + reflection {turns[1]} + retry {turns[2]} = "
+                     f"{need[name]} tokens; {verdict} in model.max_seq_length = {run.model.max_seq_length}")
+    lines.append(f"suggested model.max_seq_length: {suggested}" + (
+        f" (the tokenizer's own limit is {native})" if native else "") +
+        ("; above the model's own limit: shorten the turns" if native and suggested > native else ""))
+    return {"prompt_tokens": {"longest": longest, "p95": p95, "rows": len(rows)}, "needed": need,
+            "max_seq_length": run.model.max_seq_length, "suggested_max_seq_length": suggested,
+            "model_max_length": native, "lines": lines}
+
+
 def check_context_with_tokenizer(run: RunConfig, rows: list[dict], turns: tuple[int, int, int], where: str,
                                  model_name: str | None = None) -> None:
     """Before a model loads: the longest episode prompt of `rows`, counted by the model's own tokenizer,

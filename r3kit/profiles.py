@@ -236,8 +236,13 @@ def read_profile_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"profile file {path} does not exist")
+    if not path.is_file():  # the examples shipped with the kit, by their path beside the notebooks
+        from importlib.resources import files
+
+        shipped = Path(str(files("r3kit.notebooks"))) / path
+        if path.is_absolute() or not shipped.is_file():
+            raise UserError(f"profile file {path} does not exist")
+        path = shipped
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -315,8 +320,10 @@ def _launch(values: dict | None) -> LaunchConfig | None:
     return dataclasses.replace(cfg, config_file=absolute_config_file(cfg.config_file))
 
 
-def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
-    """The validated RunConfig of profile `name` with `overrides`; run_dir defaults to results/<name>."""
+def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, overrides: dict | None = None,
+            budgets: bool = True) -> RunConfig:
+    """The validated RunConfig of profile `name` (a built-in name or a .yaml file) with `overrides`; run_dir
+    defaults to results/<name>. `budgets=False` skips the context check (for `r3kit budgets`, which advises)."""
     if name in NOT_FITTING:
         raise ValueError(f"profile {name!r} is not offered: {NOT_FITTING[name]}")
     if is_profile_file(name):
@@ -380,7 +387,8 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         from r3kit.data import sample_rows
 
         check_verifier(task_object, sample_rows(run.data, 1)[0])
-    check_budgets(run)
+    if budgets:
+        check_budgets(run)
     return run
 
 

@@ -131,3 +131,17 @@ def test_a_user_task_reaches_the_papermill_kernels_and_two_launched_processes(ta
     one = sorted(p.read_text() for p in (task_folder / "run" / "failures" / "chunks").glob("*.jsonl"))
     two = sorted(p.read_text() for p in (task_folder / "two" / "failures" / "chunks").glob("*.jsonl"))
     assert one == two and one
+
+
+def test_budgets_advice_counts_the_prompt_with_the_models_tokenizer(capsys):
+    from r3kit.cli import main
+
+    profile = str(EXAMPLE / "sort.yaml")
+    assert main(["budgets", "--profile", profile, "--set", "model.max_seq_length=64", "--set", "train.retry_tokens=40"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    prompt = int(out[0].split("longest ")[1].split(" tokens")[0])
+    assert prompt > 10 and "over 48 training rows with tiny's tokenizer" in out[0]
+    train = next(line for line in out if line.startswith("train:"))
+    assert train == (f"train: prompt {prompt} + attempt 16 + reflection 12 + retry 40 = {prompt + 68} tokens; "
+                     "does NOT fit in model.max_seq_length = 64")
+    assert out[-1].startswith(f"suggested model.max_seq_length: {256 * -(-(prompt + 68) // 256)}")

@@ -38,6 +38,8 @@ def test_notebook_is_stored_clean_with_metadata_and_a_parameters_cell(path):
         assert params["profile"] in PROFILES and params["profile"].endswith("-t4") and params["use_drive"] is True
     elif path.name.startswith(("06_study", "07_study")):  # the study notebooks default to the study profile
         assert params["profile"] == "cpu-study" and params["run_dir"] == "" and params["overrides"] == {}
+    elif path.name == "your_task.ipynb":  # the worked example of a task of your own runs its own profile file
+        assert params["profile"] == "your_task/sort.yaml" and params["run_dir"] == "" and params["overrides"] == {}
     elif path.name != "00_tour.ipynb":
         assert params["profile"] == DEFAULT_PROFILE and params["run_dir"] == "" and params["overrides"] == {}
 
@@ -230,3 +232,19 @@ def test_the_student_notebook_runs_for_function_calling(tmp_path):
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "step 2: greedy first try" in text and "step 3: greedy first try" in text
     assert '[{"name":"' in text and "<- trained" in text  # an answer in the calls' JSON, as trained
+
+
+@pytest.mark.slow
+def test_the_your_task_notebook_runs_a_task_from_its_own_file_end_to_end(tmp_path):
+    """The worked example: a task defined in a file beside the notebook, its profile file, every stage, and the
+    same R3 in a plain TRL GRPOTrainer."""
+    import papermill
+
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    out = tmp_path / "your_task.ipynb"
+    papermill.execute_notebook(str(notebooks / "your_task.ipynb"), str(out), parameters={"run_dir": str(tmp_path / "run")},
+                               cwd=str(notebooks), progress_bar=False, kernel_name="python3")
+    text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    assert "task 'sort' from" in text and "R3 trained 2 steps on" in text
+    assert (tmp_path / "run" / "train" / "r3" / "summary.json").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == {"vanilla", "trained"}
