@@ -1,15 +1,13 @@
-"""Colab: install the GPU stack the way Unsloth's own Colab notebooks do, and keep run folders on Drive.
+"""Colab: install the GPU stack in one resolver-checked pip call, and keep run folders on Drive.
 
 Each notebook's first code cell installs r3kit itself (no dependencies, seconds) from `R3KIT_SOURCE`,
 the repository named once in pyproject.toml's [project.urls] (or a fork, or an uploaded wheel), then
-calls `setup()`, which follows the install cell of Unsloth's GRPO notebooks (unslothai/notebooks at
-bdda2efc, e.g. nb/Qwen3_(4B)-GRPO.ipynb):
-    1. vLLM by card: a T4 (found in nvidia-smi's text) gets vllm 0.11.2, newer cards 0.15.1; numpy and
-       pillow stay at Colab's versions; with them torchvision, bitsandbytes, xformers and Unsloth;
-    2. triton; torchao without dependencies, its range chosen by the torch version;
-    3. then r3kit's own pins where Unsloth's notebook pins others: transformers 5.17.0, and trl 1.15.0,
-       peft, accelerate and datasets without dependencies (r3kit's trainer needs TRL's rollout_func).
-torch itself is never named: what is installed is whatever vLLM's wheel needs on Colab's CUDA.
+calls `setup()`, which installs the card's stack (r3kit/gpu_stack.py: vLLM 0.31.0 with the torch it pins,
+torchao for that torch, and the kit's own pins: transformers 5.17.0, TRL 1.15.0, peft, accelerate,
+datasets, Unsloth 2026.10.9, trackio, lm-eval) in ONE pip call, so pip resolves them together; the same
+call is dry-run against the registry in the tests. Colab's own torch is replaced by the one vLLM pins.
+Unsloth's Colab notebooks instead pin transformers 4.56.2 and TRL 0.22.2 next to vLLM 0.11/0.15; the kit
+needs TRL 1.15 (its rollout_func), whose GRPOTrainer does not import next to those vLLM releases.
 When a package the kernel has already imported changed version, the runtime must restart: setup()
 says so and stops the notebook; run it again from the top afterwards (the second time it finds
 everything installed and returns at once).
@@ -19,16 +17,14 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-UNSLOTH = ("unsloth==2026.10.9", "unsloth_zoo==2026.10.9")
-# trackio: train.report_to's default; lm-eval: the forgetting check of the GPU profiles
-R3KIT_PINS = ("transformers==5.17.0", "trackio==0.43.0", "lm-eval[math]==0.4.13")
-R3KIT_NO_DEPS = ("trl==1.15.0", "peft==0.21.2", "accelerate==1.15.0", "datasets==4.8.5")
-VLLM_T4, VLLM_NEWER = "vllm==0.11.2", "vllm==0.15.1"
+from packaging.requirements import Requirement
+
+from r3kit import gpu_stack
+
 DRIVE = Path("/content/drive")
 DRIVE_RUNS = DRIVE / "MyDrive" / "r3kit-runs"
 
@@ -56,21 +52,14 @@ def is_t4(nvidia_smi_text: str) -> bool:
     return "Tesla T4" in nvidia_smi_text
 
 
-def install_commands(nvidia_smi_text: str, versions: dict[str, str | None]) -> list[list[str]]:
-    """pip commands of the recipe, for a card (nvidia-smi's text) and the installed `versions`
-    (numpy, pillow, torch as Colab has them)."""
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    keep = [f"{name}=={versions[name]}" for name in ("numpy", "pillow") if versions.get(name)]
-    vllm = VLLM_T4 if is_t4(nvidia_smi_text) else VLLM_NEWER
-    torch_version = tuple(int(x) for x in (versions.get("torch") or "0.0").split("+")[0].split(".")[:2])
-    torchao = "torchao>=0.16.0" if torch_version >= (2, 10) else "torchao>=0.16.0,<0.18.0"
-    return [
-        [*pip, "--upgrade", vllm, *keep, "torchvision", "bitsandbytes", "xformers", *UNSLOTH],
-        [*pip, "triton"],
-        [*pip, "--no-deps", "--upgrade", torchao],
-        [*pip, *R3KIT_PINS],
-        [*pip, "--no-deps", *R3KIT_NO_DEPS],
-    ]
+def target(nvidia_smi_text: str) -> str:
+    """The GPU stack's target for the card nvidia-smi names."""
+    return "colab-t4" if is_t4(nvidia_smi_text) else "colab-a100"
+
+
+def install_command(nvidia_smi_text: str) -> list[str]:
+    """The one pip call that installs the stack for this card."""
+    return gpu_stack.install_command(target(nvidia_smi_text))
 
 
 def installed(names) -> dict[str, str | None]:
@@ -83,11 +72,11 @@ def installed(names) -> dict[str, str | None]:
     return out
 
 
-def ready() -> bool:
-    """Whether the recipe already ran in this runtime (every pinned package at its version, vLLM there)."""
-    pins = [re.sub(r"\[.*\]", "", spec).split("==") for spec in (*UNSLOTH, *R3KIT_PINS, *R3KIT_NO_DEPS)]
-    have = installed([name for name, _ in pins] + ["vllm"])
-    return all(have[name] == version for name, version in pins) and have["vllm"] is not None
+def ready(nvidia_smi_text: str = "") -> bool:
+    """Whether this card's stack is already installed in this runtime (every requirement met)."""
+    wanted = [Requirement(spec) for spec in gpu_stack.requirements(target(nvidia_smi_text))]
+    have = installed([req.name for req in wanted])
+    return all(have[req.name] is not None and req.specifier.contains(have[req.name], prereleases=True) for req in wanted)
 
 
 def needs_restart(before: dict[str, str | None], after: dict[str, str | None], imported: set[str]) -> list[str]:
@@ -101,15 +90,15 @@ def setup(run=subprocess.run) -> str:
     """Install the GPU stack on Colab (see the module docstring); elsewhere do nothing. Returns what it did."""
     if not on_colab():
         return "not on Colab: nothing to install"
-    if ready():
+    smi = run(["nvidia-smi"], capture_output=True, text=True).stdout
+    if ready(smi):
         return "ready"
     watched = ("torch", "numpy", "pillow", "transformers", "triton", "peft", "accelerate", "datasets", "trl")
     before = installed(watched)
-    smi = run(["nvidia-smi"], capture_output=True, text=True).stdout
-    for command in install_commands(smi, before):
-        print("$", " ".join(command[2:]), flush=True)
-        if run(command).returncode != 0:
-            raise RuntimeError(f"pip failed: {' '.join(command[2:])}")
+    command = install_command(smi)
+    print("$", " ".join(command[2:]), flush=True)
+    if run(command).returncode != 0:
+        raise RuntimeError(f"pip failed: {' '.join(command[2:])}")
     changed = needs_restart(before, installed(watched), set(sys.modules))
     if changed:
         message = (f"Installed. {', '.join(changed)} changed version after this runtime imported it: restart the runtime "
@@ -138,7 +127,7 @@ def run_folder(profile: str, run_dir: str = "", use_drive: bool = True, mount=No
 
 
 # ---- what the notebooks carry, derived from the one repository URL (tests keep them in step) ---------------
-INSTALL_CELL = '''# On Colab only: install r3kit (from R3KIT_SOURCE), then the GPU stack as Unsloth's Colab notebooks do. Elsewhere nothing.
+INSTALL_CELL = '''# On Colab only: install r3kit (from R3KIT_SOURCE), then the GPU stack in one pip call. Elsewhere nothing.
 R3KIT_SOURCE = "{source}"  # the kit's repository, a fork (git+https://...), or an uploaded wheel (/content/r3kit-....whl)
 import sys
 if "google.colab" in sys.modules:

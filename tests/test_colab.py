@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from r3kit import colab
+from r3kit import colab, gpu_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -57,23 +57,17 @@ def test_an_unreachable_repository_names_the_setting_to_change(monkeypatch):
         run_cell(monkeypatch, "git+https://example.invalid/nope", returncode=1)
 
 
-def test_the_recipe_keeps_colabs_torch_and_picks_vllm_by_card():
-    versions = {"numpy": "2.0.2", "pillow": "11.3.0", "torch": "2.9.0+cu126"}
-    for smi, vllm in ((T4, colab.VLLM_T4), (A100, colab.VLLM_NEWER)):
-        commands = colab.install_commands(smi, versions)
-        flat = [arg for command in commands for arg in command]
-        assert vllm in flat and "numpy==2.0.2" in flat and "pillow==11.3.0" in flat
-        assert not any(arg == "torch" or arg.startswith(("torch==", "torch>", "torch<")) for arg in flat)
-        assert "unsloth==2026.10.9" in flat and "trl==1.15.0" in flat and "transformers==5.17.0" in flat
-        trl = next(c for c in commands if "trl==1.15.0" in c)
-        assert "--no-deps" in trl
-    assert "torchao>=0.16.0,<0.18.0" in colab.install_commands(A100, versions)[2]
-    assert "torchao>=0.16.0" in colab.install_commands(A100, {**versions, "torch": "2.10.1"})[2]
+def test_setup_installs_the_cards_stack_in_one_pip_call():
+    for smi, target in ((T4, "colab-t4"), (A100, "colab-a100")):
+        command = colab.install_command(smi)
+        assert command[1:4] == ["-m", "pip", "install"] and command[5:] == gpu_stack.requirements(target)
+        assert f"vllm=={gpu_stack.TARGETS[target].vllm}" in command and "transformers==5.17.0" in command
+        assert "trl==1.15.0" in command and "unsloth==2026.10.9" in command and "--no-deps" not in command
 
 
 def fake_colab(monkeypatch, before, after, imported=("torch",)):
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
-    monkeypatch.setattr(colab, "ready", lambda: False)
+    monkeypatch.setattr(colab, "ready", lambda smi="": False)
     states = iter([before, after])
     monkeypatch.setattr(colab, "installed", lambda names: next(states))
     for name in imported:
@@ -91,14 +85,15 @@ def test_setup_asks_for_a_restart_when_an_imported_package_changed(monkeypatch):
     calls, run = fake_colab(monkeypatch, {"torch": "2.9.0", "numpy": "2.0.2"}, {"torch": "2.9.1", "numpy": "2.0.2"})
     with pytest.raises(SystemExit, match="restart the runtime"):
         colab.setup(run=run)
-    assert calls[0] == ["nvidia-smi"] and any(colab.VLLM_T4 in c for c in calls)
+    assert calls[0] == ["nvidia-smi"] and calls[1:] == [colab.install_command(T4)]  # one pip call
 
 
 def test_setup_needs_no_restart_when_nothing_imported_changed_and_does_nothing_when_ready(monkeypatch):
     calls, run = fake_colab(monkeypatch, {"torch": "2.9.0", "trl": None}, {"torch": "2.9.0", "trl": "1.15.0"})
     assert colab.setup(run=run) == "installed"
-    monkeypatch.setattr(colab, "ready", lambda: True)
-    assert colab.setup(run=lambda *a, **k: pytest.fail("ran a command")) == "ready"
+    monkeypatch.setattr(colab, "ready", lambda smi="": True)
+    assert colab.setup(run=lambda cmd, **k: cmd == ["nvidia-smi"] and types.SimpleNamespace(returncode=0, stdout=T4)
+                       or pytest.fail("ran a pip command")) == "ready"
 
 
 def test_setup_does_nothing_off_colab(monkeypatch):

@@ -34,7 +34,8 @@ def test_a_saved_choice_is_reused_with_integer_steps_only_for_the_same_settings_
     with pytest.raises(ValueError, match="has not finished"):
         select_stage(run, "r3-seed1")
     (folder / "model").mkdir(parents=True)
-    (folder / "checkpoints" / "checkpoint-1").mkdir(parents=True)  # empty: loading it would fail
+    (folder / "checkpoints" / "checkpoint-1").mkdir(parents=True)  # a saved state but no weights: loading would fail
+    (folder / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
     (folder / "summary.json").write_text(json.dumps({"steps": 2}))
     saved = {"split": "validation", "n": 8, "metric": "second_try", "settings": dataclasses.asdict(run.select),
              "scores": {1: 0.5, 2: 0.25}, "selected": 1, "last": 2}
