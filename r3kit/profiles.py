@@ -374,6 +374,11 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if run.student.check_rows > run.data.n_validation:
             raise ValueError(f"student.check_rows ({run.student.check_rows}) is more than the validation split has "
                              f"(data.n_validation = {run.data.n_validation})")
+    limited = [name for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control))
+               if cfg is not None and cfg.save_total_limit is not None]
+    if run.select is not None and limited:
+        raise ValueError(f"the select section scores every checkpoint on validation, but {limited[0]}.save_total_limit "
+                         f"keeps only the last {getattr(run, limited[0]).save_total_limit}: set it to null")
     if run.select is not None and run.data.n_validation == 0:
         raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
     if run.train.reward_target != "reflection":

@@ -89,6 +89,7 @@ class TrainConfig:
     retry_temperature: float = 0.0  # R3 judges each reflection by the greedy retry, as evaluation does
     generation_batch_size: int = 64
     save_steps: int = 50
+    save_total_limit: int | None = None  # keep the last N checkpoints (with their optimizer); None: all (selection reads them)
     optim: str = "adamw_torch_fused"  # TrainingArguments' default here; Unsloth's GPU config would default to adamw_8bit
     seed: int = 0
     report_to: str = field(default_factory=tracking.default_report_to)  # TRL's tracker: "trackio", "wandb", "tensorboard", "none"
@@ -113,6 +114,8 @@ class TrainConfig:
                 f"group size does not fit the batch: problems_per_step * group_size = {rollouts} rollouts per step "
                 f"must be a positive multiple of micro_batch_size = {self.micro_batch_size}"
             )
+        if self.save_total_limit is not None and (not isinstance(self.save_total_limit, int) or self.save_total_limit < 1):
+            raise ValueError(f"save_total_limit must be >= 1 (None keeps every checkpoint), got {self.save_total_limit}")
         if self.steps < 1 or self.learning_rate <= 0 or self.beta < 0:
             raise ValueError(f"need steps >= 1, learning_rate > 0, beta >= 0; got {self.steps}, {self.learning_rate}, {self.beta}")
         if self.top_p != 1.0:
@@ -301,7 +304,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         temperature=max(cfg.completion_temperature, 1e-3), max_completion_length=cfg.completion_tokens,
-        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
+        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         report_to=report_to, project=tracking.PROJECT, run_name=tracking.run_name(out_dir) if cfg.report_to != "none" else None,
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
         gradient_checkpointing=False, disable_tqdm=batch(),  # batch: the live figure is the record

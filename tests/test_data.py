@@ -104,7 +104,7 @@ def test_hub_source_offline_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kind", ["hub", "datasets"])
-def test_a_gated_dataset_says_what_to_do(monkeypatch, kind):
+def test_a_gated_dataset_says_what_to_do(monkeypatch, kind, tmp_path):
     """xLAM is gated: datasets wraps the hub's GatedRepoError into DatasetNotFoundError, or it arrives bare."""
     import datasets
     import httpx
@@ -122,9 +122,16 @@ def test_a_gated_dataset_says_what_to_do(monkeypatch, kind):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    from huggingface_hub import constants
+
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))  # no saved login either
     monkeypatch.setattr(datasets, "load_dataset", gated)
-    with pytest.raises(ValueError, match=rf"{hub_id} is a gated dataset .*HF_TOKEN is not set.*accept its terms.*set HF_TOKEN"):
+    with pytest.raises(ValueError, match=rf"{hub_id} is a gated dataset .*no Hugging Face token was found.*accept its "
+                                         "terms.*set HF_TOKEN"):
+        load_split(DataConfig(task="function_calling", source="hub"), "test")
+    (tmp_path / "token").write_text("hf_saved_by_a_login")  # read as the hub client reads it, not from HF_TOKEN alone
+    with pytest.raises(ValueError, match="a token was found, but its account has no access"):
         load_split(DataConfig(task="function_calling", source="hub"), "test")
 
 

@@ -35,7 +35,8 @@ def shrunk(tmp_path_factory):
 
 
 def test_every_gpu_profile_is_rehearsed():
-    assert len(GPU_PROFILES) == len(MODELS) * 2 * len(GPUS) - 6  # 7B-8B are not offered on a T4
+    # 7B-8B are not offered on a T4, nor Phi-3.5-mini on APIGen there (its KV cache: test_profiles)
+    assert len(GPU_PROFILES) == len(MODELS) * 2 * len(GPUS) - 7
     assert {short_name(name) for name in GPU_PROFILES} == set(MODELS)
 
 

@@ -165,7 +165,7 @@ def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_p
         "    raise GatedRepoError('401', response=httpx.Response(401, request=httpx.Request('GET', 'https://hf.co')))\n"
         "datasets.load_dataset = gated\n"))
     with pytest.raises(NotebookFailed, match=r"02_evaluate.ipynb .* ValueError: Salesforce/xlam-function-calling-60k is a "
-                                             r"gated dataset .*HF_TOKEN is not set.*accept its terms"):
+                                             r"gated dataset .*no Hugging Face token was found.*accept its terms"):
         reproduce("smollm2-function-calling", tmp_path / "run", overrides={"data": {"source": "hub"}}, notebooks_dir=folder)
     assert not (tmp_path / "run" / "eval").exists()  # stopped before any model loaded or wrote
 

@@ -81,6 +81,36 @@ def test_budgets_are_checked_before_anything_loads():
         resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"lora_r": 64}})
 
 
+def test_gpu_sizing_counts_each_models_kv_cache_and_shrinks_or_refuses_what_does_not_fit():
+    from r3kit import gpu_profiles as g
+
+    kib = {short: g.kv_bytes_per_token(short) // 1024 for short in ("qwen2.5-1.5b", "llama3.1-8b", "phi3.5-mini")}
+    assert kib == {"qwen2.5-1.5b": 28, "llama3.1-8b": 128, "phi3.5-mini": 384}  # Phi-3.5: 32 key/value heads
+    # a T4 leaves vLLM about 8 - 2.7 - 1 GB for Phi-3.5-mini's cache: about 11,800 tokens
+    assert 11_000 < g.kv_cache_tokens("phi3.5-mini", "t4") < 12_500
+    assert resolve("phi3.5-mini-countdown-t4").train.problems_per_step == 1  # one group of 8 x 1,280 tokens fits
+    with pytest.raises(ValueError, match=r"needs 384 KiB of KV cache a token; a T4 leaves vLLM room for about 11,\d{3} "
+                                         r"tokens, and one group of 8 reflections at 3,072 tokens needs 24,576: use "
+                                         r"phi3.5-mini-apigen-a100-40gb"):
+        resolve("phi3.5-mini-apigen-t4")
+    for name in PROFILES:  # every offered GPU profile's step rollout fits its KV cache at once
+        short = next((s for s in sorted(g.MODELS, key=len, reverse=True) if name.startswith(s + "-")), None)
+        if short is not None:
+            run = resolve(name)
+            gpu = name.split(f"{short}-")[1].split("-", 1)[1]
+            need = run.train.problems_per_step * run.train.group_size * run.model.max_seq_length
+            assert run.train.problems_per_step >= 1 and need <= g.kv_cache_tokens(short, gpu), name
+            assert run.train.save_total_limit == 2  # the last two checkpoints, not every one with its optimizer
+
+
+def test_selection_needs_every_checkpoint():
+    with pytest.raises(ValueError, match="select section scores every checkpoint .* train.save_total_limit keeps only "
+                                         "the last 2: set it to null"):
+        resolve("smoke-study", overrides={"train": {"save_total_limit": 2}})
+    with pytest.raises(ValueError, match="save_total_limit must be >= 1"):
+        resolve("smoke", overrides={"train": {"save_total_limit": 0}})
+
+
 def test_7b_and_8b_models_are_not_offered_on_a_t4_and_colabs_a100_has_its_own_size():
     for name in ("qwen2.5-7b-countdown-t4", "llama3.1-8b-apigen-t4", "qwen2-7b-apigen-t4"):
         assert name not in PROFILES

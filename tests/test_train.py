@@ -206,6 +206,14 @@ def test_a_checkpoint_beyond_the_budget_is_not_resumed_from(uninterrupted, tmp_p
     assert checkpoints(folder, up_to=2)[-1][0] == 2
 
 
+def test_save_total_limit_keeps_the_last_checkpoints(tmp_path):
+    tokenizer = load_model(ModelConfig(name="tiny"))[1]
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 3, "save_steps": 1, "save_total_limit": 2})
+    summary = train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
+                    generator_factory=reflections_then_retries(tokenizer))
+    assert summary["steps"] == 3 and [step for step, _ in checkpoints(tmp_path)] == [2, 3]
+
+
 def test_clear_errors_before_training(tmp_path):
     with pytest.raises(ValueError, match="failure dataset is empty"):
         train(ModelConfig(name="tiny"), TASK, FAILURES.select([]), CFG, tmp_path)

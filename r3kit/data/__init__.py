@@ -108,7 +108,9 @@ def _project(dataset, columns: tuple[str, ...], origin: str):
 
 
 def gated_message(hub_id: str) -> str:
-    token = "HF_TOKEN is not set" if not os.environ.get("HF_TOKEN") else "HF_TOKEN is set, but its account has no access"
+    from huggingface_hub import get_token  # HF_TOKEN, the saved login, or a Colab secret, as the hub client reads it
+
+    token = "no Hugging Face token was found" if not get_token() else "a token was found, but its account has no access"
     return (f"{hub_id} is a gated dataset on the Hugging Face hub and could not be read ({token}): log in at "
             f"https://huggingface.co/datasets/{hub_id} and accept its terms, then set HF_TOKEN to an access token of that "
             "account (on Colab: the key icon, add a secret HF_TOKEN, allow notebook access) and run again")
