@@ -11,6 +11,7 @@ prompt style. The retry-reward control (the same sections but the reward target)
 card's profile of each model and task, to keep the whole rehearsal near five minutes of CI.
 """
 
+import gc
 import json
 
 import pytest
@@ -72,5 +73,7 @@ def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch)
     assert adapter["r"] == run.train.lora_r and adapter["lora_alpha"] == run.train.lora_alpha
     assert (run.run_dir / "figures" / "table.md").exists()
     assert len(standin.engines) == (6 if with_control else 4)  # one per stage that loads a model ...
-    assert all(engine.deleted for engine in standin.engines)  # ... each deleted when its stage ends
+    assert standin.deleted == len(standin.engines)  # ... each deleted when its stage ends (Unsloth's delete_vllm) ...
+    gc.collect()
+    assert [ref() for ref in standin.engines] == [None] * len(standin.engines)  # ... and nothing holds on to it
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing lands in the working directory

@@ -34,6 +34,7 @@ import json
 import math
 import sys
 import types
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,13 +268,14 @@ class FastLanguageModelStandIn:
 
     def __init__(self, real):
         self.real = real
-        self.engines = []
+        self.engines = []  # weak references: a stage that really frees its engine leaves a dead one
+        self.deleted = 0
 
     def from_pretrained(self, model_name, fast_inference=False, gpu_memory_utilization=0.5, max_lora_rank=64, **kwargs):
         model, tokenizer = self.real.from_pretrained(model_name, **kwargs)
         if fast_inference:
             engine = LLM(copy.deepcopy(model).eval(), tokenizer, max_lora_rank=max_lora_rank)
-            self.engines.append(engine)
+            self.engines.append(weakref.ref(engine))
             model.vllm_engine = engine
             model.fast_generate = engine.generate
         return model, tokenizer
@@ -312,5 +314,9 @@ def install(monkeypatch) -> FastLanguageModelStandIn:
     monkeypatch.setitem(sys.modules, "vllm.lora.request", request)
     monkeypatch.setattr(r3kit.models, "fast_language_model", lambda: stand_in)
     monkeypatch.setattr(r3kit.models, "vllm_available", lambda: True)
-    monkeypatch.setattr(r3kit.models, "delete_engine", lambda engine: setattr(engine, "deleted", True))
+    def delete_engine(engine):
+        engine.deleted = True
+        stand_in.deleted += 1
+
+    monkeypatch.setattr(r3kit.models, "delete_engine", delete_engine)
     return stand_in
