@@ -164,6 +164,28 @@ NOT_FITTING = {
 }
 
 
+# An ASSUMED vLLM decoding throughput (generated tokens a second, batched) for a 1.5B model; larger models are taken
+# as proportionally slower. Not measured on these cards: the only GPU measurement is an H200 with transformers
+# generation on the kit's 1.8M-parameter student (README). Replace it with what a first run shows.
+ASSUMED_TOKENS_PER_SECOND_1_5B = {"t4": 1_500, "a100-40gb": 6_000, "a100": 6_000}
+
+
+def stage_estimates(run) -> dict[str, dict[str, float]]:
+    """Per stage: an upper bound on the tokens it generates (every turn at its full length) and, for a GPU profile,
+    the minutes that takes at the ASSUMED throughput above (an estimate, not a measurement)."""
+    e, m = run.evaluate, run.mine
+    tokens = {"evaluate (each model)": run.data.n_test * (e.attempt_tokens + e.reflection_tokens + 3 * e.retry_tokens),
+              "mine": (run.data.n_train or 0) * m.k * m.attempt_tokens}
+    for name, cfg in (("train r3", run.train), ("train grpo", run.grpo), ("train control", run.control)):
+        if cfg is not None:
+            per = cfg.attempt_tokens if cfg.reward_target == "attempt" else cfg.reflection_tokens + cfg.retry_tokens
+            tokens[name] = cfg.steps * cfg.problems_per_step * cfg.group_size * per
+    short = next((s for s in sorted(MODELS, key=len, reverse=True) if run.profile.startswith(s + "-")), None)
+    gpu = next((g for g in sorted(GPUS, key=len, reverse=True) if run.profile.endswith("-" + g)), None)
+    rate = (ASSUMED_TOKENS_PER_SECOND_1_5B[gpu] * 1.5 / MODELS[short][1]) if short and gpu else None
+    return {stage: {"tokens": n, **({"minutes": n / rate / 60} if rate else {})} for stage, n in tokens.items()}
+
+
 def gpu_profiles() -> dict[str, dict[str, Any]]:
     profiles = {}
     for short, (hub_id, params_b) in MODELS.items():

@@ -146,3 +146,16 @@ def test_selection_and_arm_sections_are_checked():
         resolve("cpu-study", overrides={"study": {"seeds": [0]}})
     run = resolve("cpu-study", overrides={"study": {"seeds": [0, 1, 2], "students": [7]}})
     assert run.study.seeds_of(7) == [0, 1, 2]
+
+
+def test_stage_estimates_bound_the_generated_tokens_and_time_only_gpu_profiles():
+    from r3kit.gpu_profiles import stage_estimates
+
+    run = resolve("qwen2.5-1.5b-countdown-t4")
+    estimates = stage_estimates(run)
+    assert estimates["mine"]["tokens"] == run.data.n_train * run.mine.k * run.mine.attempt_tokens
+    train = run.train
+    assert estimates["train r3"]["tokens"] == train.steps * train.problems_per_step * train.group_size * (
+        train.reflection_tokens + train.retry_tokens)
+    assert estimates["mine"]["minutes"] > estimates["train r3"]["minutes"] > 0
+    assert all("minutes" not in e for e in stage_estimates(resolve("cpu-demo")).values())  # no assumed CPU rate
