@@ -188,7 +188,7 @@ def stage_estimates(run) -> dict[str, dict[str, float]]:
 
 def gpu_profiles() -> dict[str, dict[str, Any]]:
     profiles = {}
-    for short, (hub_id, params_b) in MODELS.items():
+    for short, (hub_id, _) in MODELS.items():
         for task_short, (task, _) in TASKS.items():
             for gpu in GPUS:
                 if f"{short}-{task_short}-{gpu}" in NOT_FITTING:
