@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError, OSError) as error:  # user errors: one line (--verbose: the traceback)
         if args.verbose:
             raise
-        print(f"r3kit: {error}", file=sys.stderr)
+        hint = "" if isinstance(error, UserError) else " (--verbose shows the traceback)"
+        print(f"r3kit: {error}{hint}", file=sys.stderr)
         return 2
     except NotebookFailed as error:
         print(f"r3kit: {error}", file=sys.stderr)
@@ -158,10 +159,7 @@ def _profiles(args) -> int:
 def _reproduce(args) -> int:
     from r3kit import profiles
 
-    overrides = parse_sets(args.sets)
-    if isinstance(overrides.get("launch"), dict) and overrides["launch"].get("config_file"):
-        # the notebooks run in the run folder: a config path given from here must survive that
-        overrides["launch"]["config_file"] = profiles.absolute_config_file(overrides["launch"]["config_file"])
+    overrides = profiles.with_absolute_paths(parse_sets(args.sets), Path.cwd())  # the kernels run in the run folder
     profiles.resolve(args.profile, args.out, overrides)  # fail fast, before the heavy imports
     from r3kit.reproduce import reproduce
 

@@ -6,8 +6,6 @@ calls `setup()`, which installs the card's stack (r3kit/gpu_stack.py: vLLM 0.31.
 torchao for that torch, and the kit's own pins: transformers 5.17.0, TRL 1.15.0, peft, accelerate,
 datasets, Unsloth 2026.10.9, trackio, lm-eval) in ONE pip call, so pip resolves them together; the same
 call is dry-run against the registry in the tests. Colab's own torch is replaced by the one vLLM pins.
-Unsloth's Colab notebooks instead pin transformers 4.56.2 and TRL 0.22.2 next to vLLM 0.11/0.15; the kit
-needs TRL 1.15 (its rollout_func), whose GRPOTrainer does not import next to those vLLM releases.
 When a package the kernel has already imported changed version, the runtime must restart: setup()
 says so and stops the notebook; run it again from the top afterwards (the second time it finds
 everything installed and returns at once).

@@ -51,6 +51,9 @@ def portable(value: Any) -> Any:
         return {k: portable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [portable(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and value.rpartition(":")[0].endswith(".py"):
+        where, _, cls = value.rpartition(":")  # a task by its file: path/to/task.py:Class
+        return f"{portable(where)}:{cls}"
     is_path = isinstance(value, Path) or (isinstance(value, str) and os.path.isabs(value)
                                           and not any(c.isspace() or c == os.pathsep for c in value))
     if not is_path:

@@ -36,7 +36,7 @@ from pathlib import Path
 from r3kit import launch
 from r3kit.distributed import barrier, world
 from r3kit.io import portable, read_json, write_json
-from r3kit.profiles import RunConfig
+from r3kit.profiles import RunConfig, episode_turns
 
 ARMS = ("r3", "grpo", "retry_control")
 VARIANTS = ARMS  # the unseeded variants
@@ -124,12 +124,7 @@ def advise_budgets(run: RunConfig, n: int = 64) -> dict:
     rows = _rows(run, "train")[:n]
     lengths = sorted(len(prompt_ids(tokenizer, episode_prompt(task, row))) for row in rows)
     longest, p95 = lengths[-1], lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)]
-    e = run.evaluate
-    stages = {"evaluate": (e.attempt_tokens, e.reflection_tokens, e.retry_tokens)}
-    for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control)):
-        if cfg is not None:
-            stages[name] = (cfg.attempt_tokens, 0, 0) if cfg.reward_target == "attempt" else \
-                (run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens)
+    stages = episode_turns(run)
     need = {name: longest + sum(turns) for name, turns in stages.items()}
     suggested = 256 * math.ceil(max(need.values()) / 256)
     native = getattr(tokenizer, "model_max_length", None)

@@ -252,30 +252,37 @@ def read_profile_file(path: str | Path) -> dict[str, Any]:
     base = values.pop("base", None)
     if base is not None and base not in PROFILES:
         raise UserError(f"profile file {path}: unknown base profile {base!r}{did_you_mean(base, PROFILES)}")
-    here = path.resolve().parent
-
-    def local(value: str) -> str:
-        return value if Path(value).expanduser().is_absolute() else str(here / value)
-
-    task = values.get("task")
-    if isinstance(task, str) and ":" in task and task.rpartition(":")[0].endswith(".py"):
-        where, _, cls = task.rpartition(":")
-        values["task"] = f"{local(where)}:{cls}"
-    for section, field in (("data", "source"), ("launch", "config_file")):
-        entry = values.get(section)
-        if isinstance(entry, dict) and isinstance(entry.get(field), str) and entry[field] not in ("generate", "hub"):
-            entry[field] = local(entry[field])
+    values = with_absolute_paths(values, path.resolve().parent)
     values.setdefault("description", f"from {path.name}" + (f", over {base}" if base else ""))
     return _merge(PROFILES[base] if base else {}, values)
+
+
+def with_absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`values` (a profile file's sections, or overrides) with the paths they name read from `base`: a task file,
+    data.source, a local model folder, launch.config_file and forgetting.include_path. The notebooks run in the run
+    folder, so a relative path must not reach them. Hub ids and names that are no file here stay as they are."""
+    def absolute(value: str) -> str:
+        return value if Path(value).expanduser().is_absolute() else str(base / value)
+
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    task = out.get("task")
+    if isinstance(task, str) and ":" in task and task.rpartition(":")[0].endswith(".py"):
+        where, _, cls = task.rpartition(":")
+        out["task"] = f"{absolute(where)}:{cls}"
+    for section, field, always in (("data", "source", True), ("model", "name", False), ("launch", "config_file", False),
+                                   ("forgetting", "include_path", True)):
+        entry = out.get(section)
+        value = entry.get(field) if isinstance(entry, dict) else None
+        if not isinstance(value, str) or value in ("generate", "hub") or Path(value).expanduser().is_absolute():
+            continue
+        if always or (base / value).exists():
+            entry[field] = absolute(value)
+    return out
 
 
 def profile_names() -> list[str]:
     return list(PROFILES)
 
-
-def describe() -> str:
-    width = max(len(n) for n in PROFILES)
-    return "\n".join(f"{name:<{width}}  {PROFILES[name]['description']}" for name in PROFILES)
 
 
 def _coerce(section: str, cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +310,8 @@ def _coerce(section: str, cls, values: dict[str, Any]) -> dict[str, Any]:
 def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
     for key, value in overrides.items():
+        if key in SECTIONS and value is not None and not isinstance(value, dict):
+            raise UserError(f"section {key!r} must be a mapping of its fields (or null), got {value!r}")
         if key not in SECTIONS and key not in TOP_LEVEL:
             raise UserError(f"unknown override {key!r}{did_you_mean(key, [*SECTIONS, *TOP_LEVEL])}; valid: "
                             f"{sorted([*SECTIONS, *TOP_LEVEL])}")
@@ -374,11 +383,10 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if run.student.check_rows > run.data.n_validation:
             raise ValueError(f"student.check_rows ({run.student.check_rows}) is more than the validation split has "
                              f"(data.n_validation = {run.data.n_validation})")
-    limited = [name for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control))
-               if cfg is not None and cfg.save_total_limit is not None]
-    if run.select is not None and limited:
-        raise ValueError(f"the select section scores every checkpoint on validation, but {limited[0]}.save_total_limit "
-                         f"keeps only the last {getattr(run, limited[0]).save_total_limit}: set it to null")
+    if run.select is not None:  # selection scores every checkpoint on validation: keep them all
+        for name in ("train", "grpo", "control"):
+            if getattr(run, name) is not None:
+                setattr(run, name, dataclasses.replace(getattr(run, name), save_total_limit=None))
     if run.select is not None and run.data.n_validation == 0:
         raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
     if run.train.reward_target != "reflection":
@@ -391,7 +399,11 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
     if not type(task_object).__module__.startswith("r3kit."):  # a user's task: its verifier, on malformed output
         from r3kit.data import sample_rows
 
-        check_verifier(task_object, sample_rows(run.data, 1)[0])
+        rows = sample_rows(run.data, 1)
+        if not rows and run.data.source != "hub":
+            raise UserError(f"data.source {run.data.source!r} holds no rows")
+        if rows:
+            check_verifier(task_object, rows[0])
     if budgets:
         check_budgets(run)
     return run
@@ -429,7 +441,19 @@ def estimated_prompt_tokens(run: RunConfig) -> int:
 
     task = run.get_task()
     prompts = [episode_prompt(task, row) for row in sample_rows(run.data)]
-    return max(sum(len(m["content"]) for m in p) // 3 + 8 * len(p) for p in prompts)
+    return max((sum(len(m["content"]) for m in p) // 3 + 8 * len(p) for p in prompts), default=0)
+
+
+def episode_turns(run: RunConfig) -> dict[str, tuple[int, int, int]]:
+    """(attempt, reflection, retry) token budgets of each stage's longest episode: evaluation, and each training
+    arm (plain GRPO: its own attempt; R3 and the control: the mined attempt, the reflection and the retry)."""
+    e = run.evaluate
+    turns = {"evaluate": (e.attempt_tokens, e.reflection_tokens, e.retry_tokens)}
+    for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control)):
+        if cfg is not None:
+            turns[name] = (cfg.attempt_tokens, 0, 0) if cfg.reward_target == "attempt" else \
+                (run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens)
+    return turns
 
 
 def check_budgets(run: RunConfig) -> None:
@@ -438,15 +462,11 @@ def check_budgets(run: RunConfig) -> None:
     from r3kit.rollout import check_context
 
     prompt = estimated_prompt_tokens(run)
-    e, length = run.evaluate, run.model.max_seq_length
-    check_context(length, prompt, e.attempt_tokens, e.reflection_tokens, e.retry_tokens, "evaluate, estimated")
+    for name, turns in episode_turns(run).items():
+        check_context(run.model.max_seq_length, prompt, *turns, f"{name}, estimated")
     for name, cfg in (("train", run.train), ("grpo", run.grpo), ("control", run.control)):
         if cfg is None:
             continue
-        if cfg.reward_target == "attempt":
-            check_context(length, prompt, cfg.attempt_tokens, 0, 0, f"{name}, estimated")
-        else:
-            check_context(length, prompt, run.mine.attempt_tokens, cfg.reflection_tokens, cfg.retry_tokens, f"{name}, estimated")
         if run.model.fast_inference and cfg.finetune == "full":
             raise ValueError(f"{name}.finetune = 'full' with model.fast_inference: vLLM would keep generating with the "
                              "untrained weights; set model.fast_inference=false for full fine-tuning")

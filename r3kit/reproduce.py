@@ -6,9 +6,9 @@ Order (a study profile: 06 once per student, then 07):
 -> [09 forgetting check] -> 05 figures -> 08 explore transcripts. Each notebook gets the same parameters
 (profile, run_dir, overrides) plus its own (which model to evaluate, which variant to train).
 The profile is resolved and validated, and the kernel, notebooks, optional packages and the folder checked,
-before anything in the run folder is touched. By default the kit's earlier outputs there are removed first,
-so every file is regenerated, and only files the kit listed as its own are deleted (run_folder.py);
-`resume=True` keeps them, and mining and training then continue from their last chunk and checkpoint. manifest.json (profile, resolved
+before anything in the run folder is touched. By default a run starts clean: the files the kit listed as its
+own there are deleted and any other file in a stage's place is set aside (run_folder.py), so every output is
+regenerated; `resume=True` keeps them, and mining and training then continue from their last chunk and checkpoint. manifest.json (profile, resolved
 parameters, package versions, git commit, machine, seconds per notebook) is rewritten after each
 notebook, so a failed run still says what ran. A failing notebook stops the run with its name, the
 failing cell and the error; what earlier notebooks wrote stays.
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from r3kit.errors import MissingPackage, NotebookFailed, UserError, did_you_mean
 from r3kit.io import checkout_root, make_portable, read_json, write_json
-from r3kit.profiles import RunConfig, is_profile_file, project_root, resolve
+from r3kit.profiles import RunConfig, is_profile_file, project_root, resolve, with_absolute_paths
 from r3kit.run_folder import Recorder, check_writable, claim
 
 PACKAGES = ("r3kit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
@@ -61,7 +61,10 @@ def _environment(**defaults):
         yield
     finally:
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def default_notebooks() -> Path:
@@ -165,6 +168,7 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
               log_output: bool = False, overwrite: bool = False) -> dict:
     """Run every notebook of `profile` into its run folder (module docstring). Checks come first; a fresh run
     then deletes only what the kit wrote in the folder (run_folder.py)."""
+    overrides = with_absolute_paths(overrides or {}, Path.cwd())  # the kernels run in the run folder
     run = resolve(profile, out, overrides)
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks()
     steps = plan(run)
@@ -178,6 +182,9 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     recorder = Recorder(run_dir)
     # a profile file is named by its full path: the kernels run in the run folder
     shown_profile = str(Path(profile).resolve()) if is_profile_file(profile) else profile
+    # "" is the profile's default folder (results/<profile>): the executed copy records no machine's path
+    # (in a checkout only: elsewhere the default is relative to the working directory, which the kernel changes)
+    given = "" if checkout_root() and run_dir == resolve(profile, None, overrides).run_dir.resolve() else str(run_dir)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile, "overrides": overrides or {}, "parameters": run.to_dict(), **environment(),
                 "started": datetime.now(UTC).isoformat(timespec="seconds"), "notebooks": []}
@@ -186,9 +193,6 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
     for notebook, own, name in bar:
         bar.set_postfix_str(name)
         output = run_dir / "notebooks" / f"{name}.ipynb"
-        # "" is the profile's default folder (results/<profile>): the executed copy records no machine's path
-        # (in a checkout only: elsewhere the default is relative to the working directory, which the kernel changes)
-        given = "" if checkout_root() and run_dir == resolve(profile, None, overrides).run_dir.resolve() else str(run_dir)
         parameters = {"profile": shown_profile, "run_dir": given, "overrides": overrides or {}, **own}
         began = time.perf_counter()
         entry = {"notebook": notebook, "output": str(output.relative_to(run_dir)), "parameters": own}
@@ -206,15 +210,15 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
             manifest["notebooks"].append(entry)
             manifest["total_seconds"] = round(time.perf_counter() - start, 1)
             write_json(run_dir / "manifest.json", manifest)
-            recorder.record()
             raise NotebookFailed(f"{notebook} ({name}) failed in cell {error.exec_count}: {error.ename}: "
                                  f"{error.evalue}\nThe executed copy with the traceback: {output}") from None
+        finally:  # whatever stopped it (a failed cell, a dead kernel, Ctrl-C), the files it wrote are listed
+            recorder.record()
         entry.update(status="ok", seconds=round(time.perf_counter() - began, 1))
         bar.write(f"{name}: ok in {entry['seconds']:.0f} s -> {output}")
         manifest["notebooks"].append(entry)
         manifest["total_seconds"] = round(time.perf_counter() - start, 1)
         write_json(run_dir / "manifest.json", manifest)
-        recorder.record()
     manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(run_dir / "manifest.json", manifest)
     recorder.record()

@@ -8,9 +8,10 @@ to the folder). A fresh run (no --resume) in a folder:
                                it) is moved, never deleted, to set-aside-<time>/, and named
     not marked, not empty   -> refused, naming the folder and the choices (another folder, --resume, or
                                --overwrite, which sets the stage outputs aside the same way)
-A resumed run keeps everything. The list grows after each notebook (and when one fails), so a crash loses
-at most the listing of the notebook it stopped in, whose files are then set aside rather than deleted.
-Files created inside a stage's place while a run is writing there count as the run's.
+A resumed run keeps everything. The list grows after each notebook, however it ended, so only a killed process
+loses the listing of the notebook it stopped in, whose files are then set aside rather than deleted.
+Two cases count as the kit's: a file created inside a stage's place while a run is writing there, and a file the
+kit wrote that you edited afterwards (copy it out of the run folder to keep it).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def read_marker(folder: str | Path) -> dict | None:
         marker = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return marker if isinstance(marker, dict) and marker.get("made_by") == "r3kit" else None
+    ok = isinstance(marker, dict) and marker.get("made_by") == "r3kit" and isinstance(marker.get("written"), list)
+    return marker if ok else None
 
 
 def _write_marker(folder: Path, written: set[str]) -> None:
@@ -87,7 +89,12 @@ def check_writable(folder: str | Path, min_free: int = MIN_FREE_BYTES) -> Path:
 def _set_aside(folder: Path, relatives: list[str]) -> Path | None:
     if not relatives:
         return None
-    aside = folder / f"set-aside-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    aside = folder / f"set-aside-{stamp}"
+    n = 1
+    while aside.exists():  # never onto an earlier set-aside folder
+        n += 1
+        aside = folder / f"set-aside-{stamp}-{n}"
     for rel in relatives:
         target = aside / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +103,7 @@ def _set_aside(folder: Path, relatives: list[str]) -> Path | None:
 
 
 def _prune_empty(folder: Path) -> None:
-    for top in (folder / name for name in STAGE_OUTPUTS):
+    for top in [*(folder / name for name in STAGE_OUTPUTS), *folder.glob("student-*")]:
         if top.is_dir():
             for path in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
                 if path.is_dir() and not any(path.iterdir()):

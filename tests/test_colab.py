@@ -1,6 +1,6 @@
-"""Colab: the install cell and badges come from the one repository URL, the install follows Unsloth's
-Colab recipe (keep Colab's torch, vLLM by card, restart when an imported package changed), run folders
-go to Drive, and the notebooks ship inside the package so a plain pip install can reproduce."""
+"""Colab: the install cell and badges come from the one repository URL, the install is the card's GPU stack in one
+pip call (restart when an imported package changed), run folders go to Drive, and the notebooks ship inside the
+package so a plain pip install can reproduce."""
 
 import subprocess
 import sys

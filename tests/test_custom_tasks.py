@@ -1,6 +1,7 @@
 """Your own task and your own profile: a task class named by its import path (a module, a file, or an installed
 entry point) and a profile file reach every process the kit starts; bad ones fail with one clear message."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from r3kit import tasks
 from r3kit.data import DataConfig, load_split
 from r3kit.errors import UserError
+from r3kit.launch import free_port
 from r3kit.profiles import resolve
 from r3kit.tasks import get_task
 
@@ -109,28 +111,87 @@ def test_a_profile_file_merges_over_its_base_and_is_validated_like_a_built_in_on
 
 @pytest.mark.slow
 def test_a_user_task_reaches_the_papermill_kernels_and_two_launched_processes(task_folder, tmp_path, monkeypatch):
-    """`r3kit reproduce --profile my.yaml` with a task named module:Class, run from the module's folder: every
-    notebook's kernel imports it; then mining with two processes under torchrun matches one process."""
+    """`r3kit reproduce --profile my.yaml` whose task is a file named relative to the profile: every notebook's
+    kernel (running in the run folder) imports it; then mining in two processes under torchrun, with the task
+    named module:Class from the module's folder, writes what one process wrote."""
     from r3kit.io import read_jsonl
     from r3kit.reproduce import reproduce
 
-    shutil.copy(EXAMPLE / "sort.yaml", task_folder / "sort.yaml")
-    monkeypatch.chdir(task_folder)
-    overrides = {"task": "mysort:SortTask"}
-    manifest = reproduce("sort.yaml", "run", overrides, progress=False)
+    text = (EXAMPLE / "sort.yaml").read_text().replace("sort_task.py:SortTask", "mysort.py:SortTask")
+    (task_folder / "my.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)  # neither the profile's folder nor the run folder
+    manifest = reproduce(str(task_folder / "my.yaml"), "run", progress=False)
     assert [n["status"] for n in manifest["notebooks"]] == ["ok"] * 6
-    transcripts = read_jsonl(task_folder / "run" / "eval" / "trained" / "transcripts.jsonl")
+    transcripts = read_jsonl(tmp_path / "run" / "eval" / "trained" / "transcripts.jsonl")
     assert len(transcripts) == 16 and transcripts[0]["first"]["messages"][0]["content"].startswith("sort ")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_port",
-            str(__import__("r3kit.launch").launch.free_port()), "-m", "r3kit", "run", "mine", "--profile", "sort.yaml",
-            "--out", "two", "--set", "task=mysort:SortTask"]
+            str(free_port()), "-m", "r3kit", "run", "mine", "--profile", "my.yaml", "--out", str(tmp_path / "two"),
+            "--set", "task=mysort:SortTask"]
     done = subprocess.run(argv, cwd=task_folder, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    one = sorted(p.read_text() for p in (task_folder / "run" / "failures" / "chunks").glob("*.jsonl"))
-    two = sorted(p.read_text() for p in (task_folder / "two" / "failures" / "chunks").glob("*.jsonl"))
+    one = sorted(p.read_text() for p in (tmp_path / "run" / "failures" / "chunks").glob("*.jsonl"))
+    two = sorted(p.read_text() for p in (tmp_path / "two" / "failures" / "chunks").glob("*.jsonl"))
     assert one == two and one
+
+
+def test_kernels_import_from_the_folder_reproduce_started_in(tmp_path, monkeypatch):
+    """A task named module:Class from the working folder reaches the kernels, which run in the run folder."""
+    import os as _os
+
+    from r3kit.reproduce import _environment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    with _environment(R3KIT_BATCH="1"):
+        assert _os.environ["PYTHONPATH"].split(_os.pathsep) == [str(tmp_path), "/elsewhere"]
+    assert _os.environ["PYTHONPATH"] == "/elsewhere"
+
+
+def test_relative_paths_given_on_the_command_line_are_read_from_where_it_ran(task_folder, monkeypatch):
+    from r3kit.profiles import with_absolute_paths
+
+    monkeypatch.chdir(task_folder)
+    (task_folder / "rows.jsonl").write_text('{"numbers": [2, 1]}\n')
+    got = with_absolute_paths({"task": "mysort.py:SortTask", "data": {"source": "rows.jsonl"},
+                               "model": {"name": "Qwen/Qwen2.5-1.5B-Instruct"}}, task_folder)
+    assert got["task"] == f"{task_folder / 'mysort.py'}:SortTask"
+    assert got["data"]["source"] == str(task_folder / "rows.jsonl")
+    assert got["model"]["name"] == "Qwen/Qwen2.5-1.5B-Instruct"  # a hub id, not a file here: unchanged
+
+
+def test_task_classes_that_would_fail_later_are_refused_when_named(task_folder):
+    (task_folder / "odd.py").write_text(
+        "from mysort import SortTask\n\n"
+        "class PlainMethod(SortTask):\n    name = 'plain'\n    def generate(self, n, seed):\n        return []\n\n"
+        "class Shadow(SortTask):\n    name = 'countdown'\n")
+    with pytest.raises(UserError, match=r"PlainMethod.generate must be a @staticmethod"):
+        get_task(f"{task_folder / 'odd.py'}:PlainMethod")
+    with pytest.raises(UserError, match="task name 'countdown' is one of the kit's own tasks"):
+        get_task(f"{task_folder / 'odd.py'}:Shadow")
+    assert get_task("countdown").name == "countdown" and type(get_task("countdown")).__module__.startswith("r3kit.")
+
+
+def test_a_task_file_imports_the_files_beside_it(tmp_path):
+    (tmp_path / "helpers_r3kit_test.py").write_text("SUFFIX = 'ok'\n")
+    (tmp_path / "beside.py").write_text(
+        "from helpers_r3kit_test import SUFFIX\nfrom r3kit import Task, Verdict\nfrom r3kit.prompts import Prompts\n\n"
+        "class Beside(Task):\n    name = 'beside'\n    columns = ('x',)\n"
+        "    prompt_styles = {'instruct': Prompts('{x}', 'r', 'r', 'r', 'r')}\n"
+        "    def verify(self, completion, example):\n        return Verdict(completion == SUFFIX, SUFFIX)\n")
+    assert get_task(f"{tmp_path / 'beside.py'}:Beside").verify("ok", {}).ok
+
+
+def test_a_hub_only_task_resolves_before_its_rows_are_downloaded(task_folder):
+    (task_folder / "hubbed.py").write_text(
+        "from mysort import SortTask\n\nclass Hubbed(SortTask):\n    name = 'hubbed'\n    generate = None\n"
+        "    hub_id = 'someone/sorting'\n")
+    profile = _profile(task_folder, "base: smoke\ntask: hubbed.py:Hubbed\nstudent: null\nforgetting: null\n"
+                                    "model: {name: tiny}\ndata: {source: hub}\n")
+    assert resolve(str(profile)).data.source == "hub"
+    with pytest.raises(UserError, match="section 'train' must be a mapping of its fields"):
+        resolve(str(_profile(task_folder, "base: smoke\ntrain: 5\n")))
 
 
 def test_budgets_advice_counts_the_prompt_with_the_models_tokenizer(capsys):

@@ -103,10 +103,10 @@ def test_gpu_sizing_counts_each_models_kv_cache_and_shrinks_or_refuses_what_does
             assert run.train.save_total_limit == 2  # the last two checkpoints, not every one with its optimizer
 
 
-def test_selection_needs_every_checkpoint():
-    with pytest.raises(ValueError, match="select section scores every checkpoint .* train.save_total_limit keeps only "
-                                         "the last 2: set it to null"):
-        resolve("smoke-study", overrides={"train": {"save_total_limit": 2}})
+def test_selection_keeps_every_checkpoint():
+    run = resolve("qwen2.5-1.5b-countdown-t4", overrides={"data": {"n_validation": 100},
+                                                          "select": {"metric": "second_try"}})
+    assert run.train.save_total_limit is None and run.control.save_total_limit is None  # it scores each one
     with pytest.raises(ValueError, match="save_total_limit must be >= 1"):
         resolve("smoke", overrides={"train": {"save_total_limit": 0}})
 

@@ -91,3 +91,21 @@ def test_folders_that_cannot_hold_a_run_are_refused_before_anything_is_made(tmp_
     with pytest.raises(UserError, match=r"GiB free; this run needs about"):
         check_writable(tmp_path / "run", min_free=1 << 60)
     assert not (tmp_path / "run").exists()
+
+
+def test_set_aside_folders_never_overwrite_each_other_and_a_broken_marker_is_no_marker(tmp_path):
+    claim(tmp_path)
+    for _ in range(2):  # two fresh runs within one second
+        (tmp_path / "notebooks").mkdir(exist_ok=True)
+        (tmp_path / "notebooks" / "mine.ipynb").write_text("the user's")
+        claim(tmp_path, say=lambda _: None)
+    assert sorted(p.read_text() for p in tmp_path.glob("set-aside-*/notebooks/mine.ipynb")) == ["the user's"] * 2
+    (tmp_path / MARKER).write_text('{"made_by": "r3kit"}')
+    assert read_marker(tmp_path) is None
+
+
+def test_records_show_a_task_file_relative_to_the_checkout():
+    from r3kit.io import checkout_root, portable
+
+    root = checkout_root()
+    assert portable(f"{root}/notebooks/your_task/sort_task.py:SortTask") == "notebooks/your_task/sort_task.py:SortTask"

@@ -133,10 +133,12 @@ def load_hub(hub_id: str):
 
 
 def sample_rows(cfg: DataConfig, n: int = 16) -> list[dict]:
-    """A few rows of the task (offline, instant): generated stand-ins for checks made before any download, or a
-    data file's first rows for a task that cannot generate."""
+    """A few rows of the task (offline, instant): generated stand-ins for checks made before any download, a data
+    file's first rows for a task that cannot generate, or none (a hub-only task: checked once its rows load)."""
     source = source_for(cfg.task)
-    if source.generate is None:  # a task without a generator: its file's first rows
+    if source.generate is None:  # a task without a generator: its file's first rows, or none before a hub download
+        if cfg.source == "hub":
+            return []
         rows = _read_file(cfg.source)
         return rows.select(range(min(n, len(rows)))).to_list()
     return source.generate(n, seed=12345, **(cfg.generator if cfg.source == "generate" else {}))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -36,6 +37,14 @@ def register_task(cls: type[Task]) -> type[Task]:
         raise UserError(f"{cls.__name__} has no `name`")
     if cls.verify is Task.verify:
         raise UserError(f"task {cls.name!r} has no verifier: implement {cls.__name__}.verify")
+    for attribute in ("generate", "key"):  # called on the class, by the data loaders
+        raw = inspect.getattr_static(cls, attribute, None)
+        if callable(raw) and not isinstance(raw, (staticmethod, classmethod)):
+            raise UserError(f"{cls.__name__}.{attribute} must be a @staticmethod (or @classmethod): the kit calls it "
+                            "on the class")
+    earlier = _REGISTRY.get(cls.name)
+    if earlier is not None and earlier is not cls and earlier.__module__.startswith("r3kit."):
+        raise UserError(f"task name {cls.name!r} is one of the kit's own tasks: give {cls.__name__} another name")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -60,6 +69,9 @@ def _import_module(where: str):
         module_name = "r3kit_user_task_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
         if module_name in sys.modules:
             return sys.modules[module_name]
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:  # as when the file runs as a script: it can import the files beside it
+            sys.path.append(folder)
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
