@@ -12,10 +12,10 @@ import argparse
 import json
 import time
 
+from r3kit.core.episodes import EpisodeConfig, run_episodes
 from r3kit.data import DataConfig, load_split
-from r3kit.generation import HFGenerator
-from r3kit.models import ModelConfig, load_model
-from r3kit.rollout import EpisodeConfig, run_episodes
+from r3kit.models.generation import HFGenerator
+from r3kit.models.loading import ModelConfig, load_model
 from r3kit.tasks import get_task
 
 

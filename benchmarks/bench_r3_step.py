@@ -18,10 +18,10 @@ import time
 
 import datasets
 
+from r3kit.core.trainer import LORA_TARGETS, TrainConfig, build_trainer
 from r3kit.data import DataConfig, load_split
-from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.tasks import get_task
-from r3kit.train import LORA_TARGETS, TrainConfig, build_trainer
 
 
 def mean_step_time(trainer, skip: int = 1) -> float:

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from r3kit import student_calls
-from r3kit.io import write_json
-from r3kit.models import build_char_model
-from r3kit.pipeline import _rows, held_out_keys
-from r3kit.profiles import resolve
-from r3kit.student import collate, encode, train_step
+from r3kit.infra.io import write_json
+from r3kit.models.loading import build_char_model
+from r3kit.runs.pipeline import _rows, held_out_keys
+from r3kit.runs.profiles import resolve
+from r3kit.student import function_calling as student_calls
+from r3kit.student.countdown import collate, encode, train_step
 from r3kit.tasks import get_task
 
 

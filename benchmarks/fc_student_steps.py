@@ -19,11 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 from r3kit.cli import parse_sets
-from r3kit.evaluate import evaluate
-from r3kit.models import load_model, release
-from r3kit.pipeline import _rows, held_out_keys
-from r3kit.profiles import resolve
-from r3kit.student import make_student
+from r3kit.eval.evaluate import evaluate
+from r3kit.models.loading import load_model, release
+from r3kit.runs.pipeline import _rows, held_out_keys
+from r3kit.runs.profiles import resolve
+from r3kit.student.countdown import make_student
 
 
 def main() -> None:

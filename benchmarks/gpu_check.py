@@ -46,9 +46,9 @@ def main(run_dir: str, out_json: str) -> int:
     def environment():
         import torch
 
-        import r3kit.models
+        import r3kit.models.loading
 
-        r3kit.models.fast_language_model()
+        r3kit.models.loading.fast_language_model()
         from importlib import metadata
 
         return {"gpu": torch.cuda.get_device_name(0), "bf16": torch.cuda.is_bf16_supported(),
@@ -56,8 +56,8 @@ def main(run_dir: str, out_json: str) -> int:
                                                               "unsloth_zoo", "datasets", "accelerate")}}
 
     def tiny_random_qwen2():
-        from r3kit.generation import HFGenerator, Sampling
-        from r3kit.models import ModelConfig, attach_lora, build_char_model, load_model, save_model
+        from r3kit.models.generation import HFGenerator, Sampling
+        from r3kit.models.loading import ModelConfig, attach_lora, build_char_model, load_model, save_model
 
         folder = Path(run_dir) / "tiny-qwen2"
         save_model(*build_char_model(hidden=256, layers=4, heads=8), folder)
@@ -69,7 +69,7 @@ def main(run_dir: str, out_json: str) -> int:
         return {**loaded, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "distinct_samples_of_8": len({tuple(o.token_ids) for o in outs})}
 
-    from r3kit.profiles import resolve
+    from r3kit.runs.profiles import resolve
 
     run = resolve("cpu-demo", run_dir, {
         "model": {"dtype": "auto"},
@@ -84,18 +84,18 @@ def main(run_dir: str, out_json: str) -> int:
     })
 
     def evaluate(which):
-        from r3kit.pipeline import evaluate_stage
+        from r3kit.runs.pipeline import evaluate_stage
 
         metrics = evaluate_stage(run, which)
         return {k: metrics[k] for k in ("first_try", "second_try", "generation", "wall_seconds") if k in metrics}
 
     def mine():
-        from r3kit.pipeline import mine_stage
+        from r3kit.runs.pipeline import mine_stage
 
         return mine_stage(run)
 
     def train(arm):
-        from r3kit.pipeline import train_stage, variant_name
+        from r3kit.runs.pipeline import train_stage, variant_name
 
         summary = train_stage(run, arm)
         folder = run.run_dir / "train" / variant_name(arm) / "checkpoints" / "checkpoint-3"
@@ -106,7 +106,7 @@ def main(run_dir: str, out_json: str) -> int:
         return summary
 
     def selection(which):
-        from r3kit.pipeline import select_stage
+        from r3kit.runs.pipeline import select_stage
 
         chosen = select_stage(run, which)
         return {k: chosen[k] for k in ("split", "n", "scores", "selected", "last")}
@@ -124,7 +124,7 @@ def main(run_dir: str, out_json: str) -> int:
         record(f"evaluate_{arm}", lambda which=which: evaluate(which))
 
     def forgetting_check():
-        from r3kit.pipeline import forgetting_stage
+        from r3kit.runs.pipeline import forgetting_stage
 
         summary = forgetting_stage(run)
         return {"models": summary["models"], "tasks": {task: {name: s["value"] for name, s in entry["scores"].items()}

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from r3kit.launch import free_port, write_request
-from r3kit.profiles import resolve
+from r3kit.runs.launch import free_port, write_request
+from r3kit.runs.profiles import resolve
 
 STAGES = (("mine", []), ("evaluate", ["--which", "vanilla"]))
 
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="generation batch size of mining and evaluation")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    from r3kit.pipeline import student_stage
+    from r3kit.runs.pipeline import student_stage
 
     # transformers generation is split by batch (each batch exactly as one process would run it), so the
     # batches must outnumber the processes: 50 problems a batch here, not the profile's 250-500.

@@ -1,10 +1,12 @@
 """r3kit: Reflect, Retry, Reward. The public API, imported on first use (so `import r3kit` stays light):
 
     Task, Verdict, get_task, register_task   tasks (r3kit.tasks): build the prompt, verify, phrase the turns
+    run_episodes                             attempt, verify, reflect, retry, verify, batched (r3kit.core.episodes)
+    make_rollout, make_reward                R3's rollout (one per arm) and reward, as TRL's hooks (r3kit.core.trainer)
     r3_for_trl                               R3's dataset, rollout_func and reward for your own GRPOTrainer
     resolve                                  a profile (a name or a YAML file) -> the validated RunConfig
-    run_all                                  every stage of a run in this process (r3kit.pipeline)
-    reproduce                                every notebook of a run through papermill (r3kit.reproduce)
+    run_all                                  every stage of a run in this process (r3kit.runs.pipeline)
+    reproduce                                every notebook of a run through papermill (r3kit.runs.reproduce)
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import importlib
 
 _API = {"Task": "r3kit.tasks", "Verdict": "r3kit.tasks", "get_task": "r3kit.tasks", "register_task": "r3kit.tasks",
-        "r3_for_trl": "r3kit.for_trl", "resolve": "r3kit.profiles", "run_all": "r3kit.pipeline",
-        "reproduce": "r3kit.reproduce"}
+        "run_episodes": "r3kit.core.episodes", "make_rollout": "r3kit.core.trainer", "make_reward": "r3kit.core.trainer",
+        "r3_for_trl": "r3kit.core.for_trl", "resolve": "r3kit.runs.profiles", "run_all": "r3kit.runs.pipeline",
+        "reproduce": "r3kit.runs.reproduce"}
 __all__ = sorted(_API)
 
 

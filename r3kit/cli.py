@@ -10,7 +10,7 @@
 `r3kit run` runs one stage (student, mine, train, evaluate) in this process, or, started by a launcher,
 in every process it started:  accelerate launch --multi_gpu --num_processes 8 -m r3kit run mine --profile P
 (or torchrun --nproc_per_node 8 -m r3kit run ...). Mining and evaluation split their generation among
-the processes; training is data parallel through TRL (see distributed.py, train.py).
+the processes; training is data parallel through TRL (see infra/distributed.py, core/trainer.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from r3kit.errors import NotebookFailed, UserError
+from r3kit.infra.errors import NotebookFailed, UserError
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _profiles(args) -> int:
-    from r3kit import profiles
-    from r3kit.reproduce import measured_seconds
+    from r3kit.runs import profiles
+    from r3kit.runs.reproduce import measured_seconds
 
     if args.show:
         print(json.dumps(profiles.resolve(args.show).to_dict(), indent=2))
@@ -157,11 +157,11 @@ def _profiles(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from r3kit import profiles
+    from r3kit.runs import profiles
 
     overrides = profiles.with_absolute_paths(parse_sets(args.sets), Path.cwd())  # the kernels run in the run folder
     profiles.resolve(args.profile, args.out, overrides)  # fail fast, before the heavy imports
-    from r3kit.reproduce import reproduce
+    from r3kit.runs.reproduce import reproduce
 
     if args.verbose:  # papermill streams cell output through its logger
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -177,17 +177,17 @@ STAGE_NAMES = ("student", "mine", "train", "evaluate")
 def _run_stage(args) -> int:
     if args.config and not Path(args.config).is_file():
         raise UserError(f"--config {args.config}: no such file (launch requests are <run folder>/launch/STAGE.json)")
-    from r3kit import launch, pipeline, profiles
+    from r3kit.runs import launch, pipeline, profiles
 
     if args.config:
         run = launch.read_request(args.config)
     else:
         run = profiles.resolve(args.profile, args.out, parse_sets(args.sets))
-    from r3kit.run_folder import check_writable
+    from r3kit.infra.run_folder import check_writable
 
     check_writable(run.run_dir)  # before any model loads
     result = pipeline.run_stage(run, args.stage, arm=args.arm, seed=args.seed, which=args.which)
-    from r3kit.distributed import is_main
+    from r3kit.infra.distributed import is_main
 
     if is_main():
         print(f"r3kit: stage {args.stage} done -> {run.run_dir}")
@@ -204,7 +204,7 @@ def _brief(result) -> dict:
 
 
 def _budgets(args) -> int:
-    from r3kit import pipeline, profiles
+    from r3kit.runs import pipeline, profiles
 
     run = profiles.resolve(args.profile, args.out, parse_sets(args.sets), budgets=False)
     for line in pipeline.advise_budgets(run, args.rows)["lines"]:

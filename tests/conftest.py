@@ -11,7 +11,7 @@ os.environ["R3KIT_REPORT_TO"] = "none"
 
 import pytest  # noqa: E402
 
-from r3kit.models import fast_language_model  # noqa: E402
+from r3kit.models.loading import fast_language_model  # noqa: E402
 
 # Unsloth first, as in the notebooks (a model is loaded before anything else imports transformers): tests
 # that build the character model before loading one would otherwise import transformers ahead of it.
@@ -21,6 +21,6 @@ fast_language_model()
 @pytest.fixture(scope="session")
 def tiny():
     """(model, tokenizer): the tiny random Qwen2, loaded through Unsloth's FastLanguageModel."""
-    from r3kit.models import ModelConfig, load_model
+    from r3kit.models.loading import ModelConfig, load_model
 
     return load_model(ModelConfig(name="tiny"))

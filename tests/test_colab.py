@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from r3kit import colab, gpu_stack
+from r3kit.infra import gpu_stack
+from r3kit.runs import colab
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -122,7 +123,7 @@ def test_the_wheel_carries_the_notebooks(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for path in NOTEBOOKS:
         assert f"r3kit/notebooks/{path.name}" in names
-    assert "r3kit/colab.py" in names and "r3kit/tasks/countdown.py" in names and "r3kit/data/countdown.py" in names
+    assert "r3kit/runs/colab.py" in names and "r3kit/tasks/countdown.py" in names and "r3kit/data/countdown.py" in names
 
 
 @pytest.mark.slow

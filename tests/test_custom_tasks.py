@@ -11,9 +11,9 @@ import pytest
 
 from r3kit import tasks
 from r3kit.data import DataConfig, load_split
-from r3kit.errors import UserError
-from r3kit.launch import free_port
-from r3kit.profiles import resolve
+from r3kit.infra.errors import UserError
+from r3kit.runs.launch import free_port
+from r3kit.runs.profiles import resolve
 from r3kit.tasks import get_task
 
 EXAMPLE = Path(__file__).parents[1] / "notebooks" / "your_task"
@@ -114,8 +114,8 @@ def test_a_user_task_reaches_the_papermill_kernels_and_two_launched_processes(ta
     """`r3kit reproduce --profile my.yaml` whose task is a file named relative to the profile: every notebook's
     kernel (running in the run folder) imports it; then mining in two processes under torchrun, with the task
     named module:Class from the module's folder, writes what one process wrote."""
-    from r3kit.io import read_jsonl
-    from r3kit.reproduce import reproduce
+    from r3kit.infra.io import read_jsonl
+    from r3kit.runs.reproduce import reproduce
 
     text = (EXAMPLE / "sort.yaml").read_text().replace("sort_task.py:SortTask", "mysort.py:SortTask")
     (task_folder / "my.yaml").write_text(text)
@@ -140,7 +140,7 @@ def test_kernels_import_from_the_folder_reproduce_started_in(tmp_path, monkeypat
     """A task named module:Class from the working folder reaches the kernels, which run in the run folder."""
     import os as _os
 
-    from r3kit.reproduce import _environment
+    from r3kit.runs.reproduce import _environment
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
@@ -150,7 +150,7 @@ def test_kernels_import_from_the_folder_reproduce_started_in(tmp_path, monkeypat
 
 
 def test_relative_paths_given_on_the_command_line_are_read_from_where_it_ran(task_folder, monkeypatch):
-    from r3kit.profiles import with_absolute_paths
+    from r3kit.runs.profiles import with_absolute_paths
 
     monkeypatch.chdir(task_folder)
     (task_folder / "rows.jsonl").write_text('{"numbers": [2, 1]}\n')
@@ -176,7 +176,7 @@ def test_task_classes_that_would_fail_later_are_refused_when_named(task_folder):
 def test_a_task_file_imports_the_files_beside_it(tmp_path):
     (tmp_path / "helpers_r3kit_test.py").write_text("SUFFIX = 'ok'\n")
     (tmp_path / "beside.py").write_text(
-        "from helpers_r3kit_test import SUFFIX\nfrom r3kit import Task, Verdict\nfrom r3kit.prompts import Prompts\n\n"
+        "from helpers_r3kit_test import SUFFIX\nfrom r3kit import Task, Verdict\nfrom r3kit.tasks.prompts import Prompts\n\n"
         "class Beside(Task):\n    name = 'beside'\n    columns = ('x',)\n"
         "    prompt_styles = {'instruct': Prompts('{x}', 'r', 'r', 'r', 'r')}\n"
         "    def verify(self, completion, example):\n        return Verdict(completion == SUFFIX, SUFFIX)\n")

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from r3kit import distributed, launch
-from r3kit.io import read_jsonl, write_json
-from r3kit.launch import LaunchConfig
-from r3kit.profiles import resolve
-from r3kit.train import TrainConfig, check_processes
+from r3kit.core.trainer import TrainConfig, check_processes
+from r3kit.infra import distributed
+from r3kit.infra.io import read_jsonl, write_json
+from r3kit.runs import launch
+from r3kit.runs.launch import LaunchConfig
+from r3kit.runs.profiles import resolve
 
 HERE = Path(__file__).parent
 
@@ -85,7 +86,7 @@ def same(a, b) -> bool:
 
 
 def test_a_launch_request_rebuilds_the_same_run_and_never_relaunches(tmp_path, monkeypatch):
-    from r3kit.study import student_run
+    from r3kit.runs.study import student_run
 
     run = resolve("smoke", tmp_path / "run", {"launch": {"processes": 2}, "train": {"steps": 3}})
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -122,7 +123,7 @@ def test_training_refuses_groups_that_cannot_be_shared():
 
 
 def test_the_student_stage_refuses_a_launcher(tmp_path, monkeypatch):
-    from r3kit.pipeline import run_stage
+    from r3kit.runs.pipeline import run_stage
 
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -156,7 +157,7 @@ FOLDER = ("model",)  # the student's path names the run folder, which differs
 
 @pytest.mark.slow
 def test_two_processes_mine_and_evaluate_exactly_as_one(tmp_path, monkeypatch, capsys):
-    from r3kit.pipeline import evaluate_stage, mine_stage, student_stage
+    from r3kit.runs.pipeline import evaluate_stage, mine_stage, student_stage
 
     monkeypatch.chdir(tmp_path)
     one = resolve("smoke", tmp_path / "one", SETS)
@@ -207,7 +208,7 @@ def test_two_processes_mine_and_evaluate_exactly_as_one(tmp_path, monkeypatch, c
 
 @pytest.mark.slow
 def test_two_process_training_shares_groups_and_keeps_the_ranks_in_step(tmp_path):
-    _torchrun([str(HERE / "distributed_train_worker.py"), str(tmp_path)], HERE.parent)
+    _torchrun([str(HERE / "support" / "distributed_train_worker.py"), str(tmp_path)], HERE.parent)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["size"] for r in ranks] == [2, 2] and [r["summary_steps"] for r in ranks] == [2, 2]
     for step in range(2):
@@ -235,7 +236,7 @@ def test_two_process_training_shares_groups_and_keeps_the_ranks_in_step(tmp_path
     logged = [float(row["generated_tokens"]) for row in csv.DictReader(open(run / "log.csv"))]
     assert logged == [ranks[0]["generated_tokens"][s] + ranks[1]["generated_tokens"][s] for s in range(2)]  # summed
     # resume under the launcher: a third step starts from the second step's checkpoint on both ranks
-    _torchrun([str(HERE / "distributed_train_worker.py"), str(tmp_path), "3"], HERE.parent)
+    _torchrun([str(HERE / "support" / "distributed_train_worker.py"), str(tmp_path), "3"], HERE.parent)
     again = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["summary_steps"] for r in again] == [3, 3]
     assert all(r["resumed_from"].endswith("checkpoint-2") for r in again)

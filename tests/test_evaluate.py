@@ -6,9 +6,9 @@ import math
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.evaluate import EvalConfig, copied, evaluate, on_fixed_failures, own_failures, paired_with, summarize
-from r3kit.io import read_jsonl
-from r3kit.stats import proportion
+from r3kit.eval.evaluate import EvalConfig, copied, evaluate, on_fixed_failures, own_failures, paired_with, summarize
+from r3kit.eval.stats import proportion
+from r3kit.infra.io import read_jsonl
 from r3kit.tasks import get_task
 
 

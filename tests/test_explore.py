@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from r3kit import explore
+from r3kit.report import explore
 from r3kit.tasks import get_task
 
 RUN = Path(__file__).resolve().parents[1] / "results" / "cpu-demo"

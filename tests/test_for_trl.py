@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from r3kit import get_task, r3_for_trl
-from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.models.loading import ModelConfig, attach_lora, load_model
 
 TASK_FILE = Path(__file__).parents[1] / "notebooks" / "your_task" / "sort_task.py"
 

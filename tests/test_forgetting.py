@@ -1,4 +1,4 @@
-"""The forgetting check (r3kit/forgetting.py) through the real lm-evaluation-harness, offline.
+"""The forgetting check (r3kit/eval/forgetting.py) through the real lm-evaluation-harness, offline.
 
 Tasks are the harness's YAML format over JSON files the tests write (one multiple-choice, one generate-until
 with exact match) and r3kit's own Countdown tasks; the models are the tiny random Qwen2, the same with a
@@ -11,10 +11,10 @@ import shutil
 import pytest
 import torch
 
-from r3kit import forgetting
-from r3kit.forgetting import ForgettingConfig, paired_difference
-from r3kit.io import read_json, read_jsonl
-from r3kit.profiles import PROFILES, resolve
+from r3kit.eval import forgetting
+from r3kit.eval.forgetting import ForgettingConfig, paired_difference
+from r3kit.infra.io import read_json, read_jsonl
+from r3kit.runs.profiles import PROFILES, resolve
 
 CHOICE_YAML = """task: tiny_choice
 dataset_path: json
@@ -72,7 +72,7 @@ def trained_run(tmp_path_factory):
     with fully fine-tuned weights (each changed from the base, so they are different models)."""
     from peft import LoraConfig, get_peft_model
 
-    from r3kit.models import ModelConfig, load_model, save_model
+    from r3kit.models.loading import ModelConfig, load_model, save_model
 
     root = tmp_path_factory.mktemp("forgetting")
     tasks = write_tasks(root / "tasks")
@@ -98,9 +98,9 @@ def run_config(run_dir, include, **forgetting_overrides):
 
 @pytest.mark.slow
 def test_harness_compares_vanilla_with_an_adapter_and_full_weights_and_repeats_exactly(trained_run, tmp_path):
-    from r3kit.generation import render
-    from r3kit.models import ModelConfig, load_tokenizer
-    from r3kit.pipeline import forgetting_stage
+    from r3kit.models.generation import render
+    from r3kit.models.loading import ModelConfig, load_tokenizer
+    from r3kit.runs.pipeline import forgetting_stage
 
     run_dir, tasks = trained_run
     summary = forgetting_stage(run_config(run_dir, tasks))
@@ -153,7 +153,7 @@ def test_harness_compares_vanilla_with_an_adapter_and_full_weights_and_repeats_e
             assert [s["resps"] for s in read_jsonl(again / "forgetting" / name / f"samples_{task}.jsonl")] == \
                 [s["resps"] for s in read_jsonl(run_dir / "forgetting" / name / f"samples_{task}.jsonl")]
     # weights trained again into the same folder are other weights: only that model is evaluated again
-    from r3kit.models import ModelConfig, load_model, save_model
+    from r3kit.models.loading import ModelConfig, load_model, save_model
 
     folder = again / "train" / "retry_control" / "model"
     model, tokenizer = load_model(ModelConfig(name=str(folder)))
@@ -184,13 +184,13 @@ def test_unknown_names_tags_and_too_long_answers_are_refused_with_the_fix():
 
 
 def test_unreachable_task_names_its_hub_dataset_before_any_model_loads(trained_run, monkeypatch):
-    import r3kit.models
-    from r3kit.pipeline import forgetting_stage
+    import r3kit.runs.pipeline
+    from r3kit.runs.pipeline import forgetting_stage
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model loaded before the tasks were checked")
 
-    monkeypatch.setattr(r3kit.models, "load_model", no_model)
+    monkeypatch.setattr(r3kit.runs.pipeline, "load_model", no_model)
     run_dir, _ = trained_run
     include = write_tasks(run_dir.parent / "unreachable")  # a hub dataset no cache holds, alone and in a group
     (include / "hub.yaml").write_text("task: tiny_hub\ndataset_path: r3kit-tests/never-published\ntest_split: test\n"
@@ -209,7 +209,7 @@ def test_unreachable_task_names_its_hub_dataset_before_any_model_loads(trained_r
 def test_a_run_without_lm_eval_stops_before_its_first_notebook(tmp_path, monkeypatch):
     import importlib.util
 
-    from r3kit.reproduce import reproduce
+    from r3kit.runs.reproduce import reproduce
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
@@ -262,7 +262,7 @@ def test_paired_difference_is_scipys_paired_t_and_exact_mcnemar():
 
 def test_harness_tasks_generate_solvable_problems_outside_the_students_world():
     from r3kit.data.countdown import key
-    from r3kit.harness_tasks import utils
+    from r3kit.eval.harness_tasks import utils
     from r3kit.tasks import get_task
 
     world = resolve("cpu-demo").student.generator_ranges()
@@ -289,7 +289,7 @@ def test_function_calling_harness_tasks_lie_outside_the_students_world():
     import json
 
     from r3kit.data.tool_library import Values
-    from r3kit.harness_tasks import utils
+    from r3kit.eval.harness_tasks import utils
 
     world = resolve("cpu-demo-function-calling").data.generator
     three = utils.load_calls(40, 1, 3, 3, 1)["test"]

@@ -1,6 +1,6 @@
 """Batched generation: same greedy output as one at a time, EOS handling, seeds, token accounting."""
 
-from r3kit.generation import HFGenerator, Sampling, make_generator
+from r3kit.models.generation import HFGenerator, Sampling, make_generator
 
 CONVERSATIONS = [[{"role": "user", "content": text}] for text in ["1 2 3 = 6", "a much longer prompt here", "x", "12 7 = 5"]]
 

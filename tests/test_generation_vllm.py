@@ -1,5 +1,5 @@
 """The vLLM path (Unsloth's fast_generate), against a stand-in engine that keeps vLLM's and Unsloth's
-semantics (tests/vllm_standin.py): per-request seeds, saved-adapter evaluation, the same prompt ids as
+semantics (tests/support/vllm_standin.py): per-request seeds, saved-adapter evaluation, the same prompt ids as
 the transformers backend, explicit sampling knobs, and the live LoRA folder."""
 
 import datasets
@@ -7,8 +7,8 @@ import pytest
 import torch
 import vllm_standin
 
-from r3kit.generation import HFGenerator, Sampling, VLLMGenerator, make_generator
-from r3kit.models import ModelConfig, attach_lora, load_model, save_model
+from r3kit.models.generation import HFGenerator, Sampling, VLLMGenerator, make_generator
+from r3kit.models.loading import ModelConfig, attach_lora, load_model, save_model
 
 CONVERSATION = [{"role": "user", "content": "37 49 5 = 60"}]
 GROUP = [CONVERSATION] * 6
@@ -120,7 +120,7 @@ def saved_adapter(tmp_path):
 
 
 def test_a_saved_adapter_is_evaluated_on_vllm_from_its_folder(standin, tmp_path):
-    from r3kit.evaluate import EvalConfig, evaluate
+    from r3kit.eval.evaluate import EvalConfig, evaluate
     from r3kit.tasks import get_task
 
     adapter = saved_adapter(tmp_path)
@@ -152,7 +152,7 @@ def test_an_adapter_of_too_high_rank_is_refused_before_loading(standin, tmp_path
 
 
 def test_mining_k_sampled_attempts_differ_on_vllm(vllm_tiny, tmp_path):
-    from r3kit.mining import MiningConfig, mine_failures
+    from r3kit.core.mining import MiningConfig, mine_failures
     from r3kit.tasks import get_task
 
     model, tokenizer = vllm_tiny
@@ -170,8 +170,8 @@ def test_mining_k_sampled_attempts_differ_on_vllm(vllm_tiny, tmp_path):
 
 
 def test_training_on_vllm_samples_distinct_reflections_and_keeps_the_live_lora_in_the_run(standin, tmp_path, monkeypatch):
+    from r3kit.core.trainer import TrainConfig, build_trainer
     from r3kit.tasks import get_task
-    from r3kit.train import TrainConfig, build_trainer
 
     monkeypatch.chdir(tmp_path)  # papermill runs notebooks in notebooks/: nothing may land in the working directory
     model, tokenizer = load_model(ModelConfig(name="tiny", fast_inference=True, max_lora_rank=8))

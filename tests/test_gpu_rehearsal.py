@@ -3,9 +3,9 @@ LoRA-target, context-length and config errors show up here rather than on a user
 on CPU everything runs in fp32 and 4-bit falls back to 16-bit).
 
 Only what cannot run here is swapped: the hub model becomes a shrunk random model of the same architecture
-(tests/shrunk_models.py), the hub data a few offline problems, the turn budgets a few tokens, training 1
+(tests/support/shrunk_models.py), the hub data a few offline problems, the turn budgets a few tokens, training 1
 GRPO step on 1 problem with groups of 2; vLLM (every GPU profile generates through it) becomes the stand-in
-engine (tests/vllm_standin.py). Kept: the profile's context length, LoRA rank, alpha and targets, its
+engine (tests/support/vllm_standin.py). Kept: the profile's context length, LoRA rank, alpha and targets, its
 max_lora_rank, 4-bit flag (Unsloth falls back to 16-bit on CPU), KL weight, learning rate, optimizer and
 prompt style. The retry-reward control (the same sections but the reward target) is rehearsed on the 80 GB
 card's profile of each model and task, to keep the whole rehearsal near five minutes of CI.
@@ -18,8 +18,8 @@ import pytest
 import shrunk_models
 import vllm_standin
 
-from r3kit.gpu_profiles import GPUS, MODELS
-from r3kit.profiles import PROFILES, resolve
+from r3kit.runs.gpu_profiles import GPUS, MODELS
+from r3kit.runs.profiles import PROFILES, resolve
 
 GPU_PROFILES = [name for name in PROFILES if any(name.endswith(f"-{gpu}") for gpu in GPUS)]
 TURNS = {"attempt_tokens": 6, "reflection_tokens": 6, "retry_tokens": 6}
@@ -44,7 +44,7 @@ def test_every_gpu_profile_is_rehearsed():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GPU_PROFILES)
 def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch):
-    from r3kit.pipeline import run_all
+    from r3kit.runs.pipeline import run_all
 
     standin = vllm_standin.install(monkeypatch)
     overrides = {

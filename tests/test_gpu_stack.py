@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from r3kit import gpu_stack
+from r3kit.infra import gpu_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 

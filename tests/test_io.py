@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from r3kit.io import checkout_root, make_portable, portable, read_json, write_json
+from r3kit.infra.io import checkout_root, make_portable, portable, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 # "/a/b..." not preceded by a word character, ")" or ":" or "/" (so not 12/4/2, (3+4)/2/1 or https://...)
@@ -26,7 +26,7 @@ def test_text_that_is_not_exactly_one_path_is_left_alone_and_an_installed_packag
     home = str(Path.home())
     assert portable(f"{home}/.venv/bin/python -m r3kit") == f"{home}/.venv/bin/python -m r3kit"
     assert portable(f"{home}/a:{home}/b") == f"{home}/a:{home}/b"
-    monkeypatch.setattr("r3kit.io.checkout_root", lambda: None)
+    monkeypatch.setattr("r3kit.infra.io.checkout_root", lambda: None)
     inside = ROOT / "results"
     expected = "~/" + inside.relative_to(Path.home()).as_posix() if inside.is_relative_to(Path.home()) else str(inside)
     assert portable(str(inside)) == expected and portable(f"{home}/.cache/x") == "~/.cache/x"
@@ -70,3 +70,7 @@ def test_no_committed_result_holds_an_absolute_path():
         if hits:
             found[name] = hits[:3]
     assert not found, f"absolute paths in {len(found)} committed result files, e.g. {dict(list(found.items())[:4])}"
+
+
+def test_the_checkout_root_is_the_folder_holding_pyproject():
+    assert checkout_root() == ROOT and (ROOT / "pyproject.toml").exists() and (ROOT / "r3kit" / "infra" / "io.py").exists()

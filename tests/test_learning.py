@@ -20,8 +20,8 @@ import json
 
 import pytest
 
-from r3kit.pipeline import evaluate_stage, mine_stage, student_stage, train_stage
-from r3kit.profiles import resolve
+from r3kit.runs.pipeline import evaluate_stage, mine_stage, student_stage, train_stage
+from r3kit.runs.profiles import resolve
 
 
 @pytest.mark.slow

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
 
-from r3kit import notebook, plots, tracking
-from r3kit.live import LiveCurves
-from r3kit.models import ModelConfig, attach_lora, load_model
-from r3kit.train import TrainConfig, build_trainer
+from r3kit.core.trainer import TrainConfig, build_trainer
+from r3kit.infra import notebook, tracking
+from r3kit.models.loading import ModelConfig, attach_lora, load_model
+from r3kit.report import figures as plots
+from r3kit.report.live import LiveCurves, live_curves
 
 
 class Recorder:
@@ -61,7 +62,7 @@ def test_live_curves_attach_only_in_a_notebook(monkeypatch, tmp_path, kernel, ev
     model, tokenizer = tiny_lora()
     cfg = TrainConfig(**{**CFG.__dict__, "live_every": every})
     trainer = build_trainer(model, tokenizer, EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
-                            reflections_then_retries(tokenizer))
+                            reflections_then_retries(tokenizer), extra_callbacks=live_curves)
     assert any(isinstance(c, LiveCurves) for c in trainer.callback_handler.callbacks) == attached
 
 
@@ -117,13 +118,13 @@ def test_trackio_records_a_training_run_offline(tmp_path):
     the tracker's database then holds both steps with the rewards log.csv holds."""
     script = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent / 'support')!r}]
 from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
-from r3kit.models import ModelConfig
-from r3kit.train import TrainConfig, train
+from r3kit.models.loading import ModelConfig
+from r3kit.core.trainer import TrainConfig, train
 cfg = TrainConfig(**{{**CFG.__dict__, "report_to": "trackio"}})
 train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_path / "run")!r},
-      reflections_then_retries(__import__("r3kit.models", fromlist=["x"]).load_model(ModelConfig(name="tiny"))[1]))
+      reflections_then_retries(__import__("r3kit.models.loading", fromlist=["x"]).load_model(ModelConfig(name="tiny"))[1]))
 from trackio.sqlite_storage import SQLiteStorage
 import json
 print("LOGS=" + json.dumps(SQLiteStorage.get_logs("r3kit", open({str(tmp_path / "run" / "tracking.txt")!r}).read().strip())))
@@ -147,10 +148,10 @@ def test_a_jupyter_kernel_sends_one_figure_then_updates_it_in_place(tmp_path):
 
     code = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent / 'support')!r}]
 from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
-from r3kit.models import ModelConfig, attach_lora, load_model
-from r3kit.train import TrainConfig, build_trainer
+from r3kit.models.loading import ModelConfig, attach_lora, load_model
+from r3kit.core.trainer import TrainConfig, build_trainer
 model, tok = load_model(ModelConfig(name="tiny"))
 model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
 cfg = TrainConfig(**{{**CFG.__dict__, "steps": 3, "save_steps": 3, "live_every": 1}})

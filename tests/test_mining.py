@@ -3,8 +3,8 @@
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.io import read_json
-from r3kit.mining import MiningConfig, load_failures, mine_failures
+from r3kit.core.mining import MiningConfig, load_failures, mine_failures
+from r3kit.infra.io import read_json
 from r3kit.tasks import get_task
 
 TASK = get_task("countdown", style="compact")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from r3kit.models import ModelConfig, attach_lora, build_char_tokenizer, load_model, resolve_model_path
+from r3kit.models.loading import ModelConfig, attach_lora, build_char_tokenizer, load_model, resolve_model_path
 
 
 def test_char_tokenizer_round_trips_and_renders_chat_turns():
@@ -18,7 +18,7 @@ def test_char_tokenizer_survives_save_and_reload(tmp_path):
     """transformers reloads it as a Qwen2 tokenizer with Qwen2's own pre-tokenizer: the ids must not change."""
     from transformers import AutoTokenizer
 
-    from r3kit.models import build_char_model, save_model
+    from r3kit.models.loading import build_char_model, save_model
 
     model, tok = build_char_model(hidden=16, layers=1, heads=2)
     save_model(model, tok, tmp_path)
@@ -61,7 +61,7 @@ def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_smollm2_from_its_wheel_writes_real_text():
-    from r3kit.generation import HFGenerator, Sampling
+    from r3kit.models.generation import HFGenerator, Sampling
 
     model, tokenizer = load_model(ModelConfig(name="smollm2-135m"))
     out = HFGenerator(model, tokenizer).generate([[{"role": "user", "content": "What is the capital of France?"}]],
@@ -76,8 +76,8 @@ def test_configs_and_light_stages_do_not_import_unsloth_or_transformers():
     import subprocess
     import sys
 
-    code = ("import sys, r3kit.profiles, r3kit.pipeline, r3kit.train, r3kit.evaluate, r3kit.student, r3kit.plots, "
-            "r3kit.reproduce, r3kit.cli; print(sorted(m for m in ('unsloth', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    code = ("import sys, r3kit.runs.profiles, r3kit.runs.pipeline, r3kit.core.trainer, r3kit.eval.evaluate, r3kit.student.countdown, r3kit.report.figures, "
+            "r3kit.runs.reproduce, r3kit.cli; print(sorted(m for m in ('unsloth', 'transformers', 'trl', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
@@ -89,7 +89,7 @@ def test_load_model_imports_unsloth_before_transformers(loader):
     import subprocess
     import sys
 
-    code = (f"import sys; from r3kit.models import ModelConfig, {loader}; {loader}(ModelConfig(name='tiny')); "
+    code = (f"import sys; from r3kit.models.loading import ModelConfig, {loader}; {loader}(ModelConfig(name='tiny')); "
             "print('unsloth' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]
@@ -100,7 +100,7 @@ def test_lora_targets_follow_fused_projections():
     """Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj: the standard target list must map."""
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    from r3kit.models import LORA_TARGETS_DEFAULT, lora_targets
+    from r3kit.models.loading import LORA_TARGETS_DEFAULT, lora_targets
 
     phi = Phi3ForCausalLM(Phi3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
@@ -113,7 +113,7 @@ def test_the_tokenizer_check_reads_the_copy_unsloth_loads(monkeypatch):
     """meta-llama/Llama-3.1-8B-Instruct is gated; Unsloth loads its ungated copy, so the context check must too."""
     import transformers
 
-    from r3kit.models import load_tokenizer
+    from r3kit.models.loading import load_tokenizer
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     asked = []
@@ -124,14 +124,14 @@ def test_the_tokenizer_check_reads_the_copy_unsloth_loads(monkeypatch):
 
 PLAIN_LOADER = """
 import os, sys
-sys.path.insert(0, sys.argv[2])
+sys.path[:0] = [sys.argv[2], sys.argv[2] + '/support']
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["R3KIT_REPORT_TO"] = "none"
 import datasets
 from fakes import ScriptedGenerator
-from r3kit.models import ModelConfig, attach_lora, load_model
+from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.tasks import get_task
-from r3kit.train import TrainConfig, build_trainer
+from r3kit.core.trainer import TrainConfig, build_trainer
 
 model, tokenizer = load_model(ModelConfig(name="tiny", loader="transformers"))
 assert type(model).__module__.startswith("transformers.") and model.r3kit_loader == "transformers"
@@ -173,7 +173,7 @@ def test_the_transformers_loader_is_plain_transformers_and_peft(tmp_path):
         ModelConfig(name="tiny", loader="transformers", fast_inference=True).validate()
     with pytest.raises(ValueError, match="loader must be one of"):
         ModelConfig(loader="deepspeed").validate()
-    from r3kit.train import TrainConfig, train
+    from r3kit.core.trainer import TrainConfig, train
 
     with pytest.raises(ValueError, match="process without Unsloth"):  # this pytest process has imported Unsloth
         train(ModelConfig(name="tiny", loader="transformers"), None, [], TrainConfig(report_to="none"), tmp_path / "x")

@@ -7,11 +7,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from r3kit.evaluate import summarize
-from r3kit.io import read_jsonl
-from r3kit.profiles import DEFAULT_PROFILE, PROFILES, resolve
-from r3kit.reproduce import plan
-from r3kit.run_folder import MARKER, read_marker
+from r3kit.eval.evaluate import summarize
+from r3kit.infra.io import read_jsonl
+from r3kit.infra.run_folder import MARKER, read_marker
+from r3kit.runs.profiles import DEFAULT_PROFILE, PROFILES, resolve
+from r3kit.runs.reproduce import plan
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -36,7 +36,7 @@ def test_notebook_is_stored_clean_with_metadata_and_a_parameters_cell(path):
     assert "google.colab" in nb.cells[1].source  # the install cell that only acts on Colab
     if path.name == "colab_gpu_run.ipynb":  # the one-runtime GPU notebook defaults to a T4 profile on Drive
         assert params["profile"] in PROFILES and params["profile"].endswith("-t4") and params["use_drive"] is True
-    elif path.name.startswith(("06_study", "07_study")):  # the study notebooks default to the study profile
+    elif path.name.startswith(("08_study", "09_study")):  # the study notebooks default to the study profile
         assert params["profile"] == "cpu-study" and params["run_dir"] == "" and params["overrides"] == {}
     elif path.name == "your_task.ipynb":  # the worked example of a task of your own runs its own profile file
         assert params["profile"] == "your_task/sort.yaml" and params["run_dir"] == "" and params["overrides"] == {}
@@ -56,7 +56,7 @@ def test_reproduce_plan_covers_every_numbered_notebook():
 
 @pytest.mark.slow
 def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
-    from r3kit.reproduce import reproduce
+    from r3kit.runs.reproduce import reproduce
 
     run_dir = tmp_path / "smoke"
     manifest = reproduce("smoke", run_dir)
@@ -112,7 +112,7 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
 
 @pytest.mark.slow
 def test_a_failing_notebook_stops_the_run_and_names_itself(tmp_path):
-    from r3kit.reproduce import NotebookFailed, reproduce
+    from r3kit.runs.reproduce import NotebookFailed, reproduce
 
     with pytest.raises(NotebookFailed, match=r"03_mine_failures.ipynb .* failed in cell \d+: ValueError: k .attempts"):
         reproduce("smoke", tmp_path / "run", overrides={}, notebooks_dir=_broken_notebooks(tmp_path))
@@ -156,7 +156,7 @@ def test_tour_runs_with_the_tiny_model(tmp_path):
 @pytest.mark.slow
 def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_path):
     """papermill's kernel does the loading: the message must reach the user through NotebookFailed."""
-    from r3kit.reproduce import NotebookFailed, reproduce
+    from r3kit.runs.reproduce import NotebookFailed, reproduce
 
     folder = _notebooks_with(tmp_path / "gated_notebooks", "02_evaluate.ipynb", "evaluate_stage(run, which)", (
         "import datasets, httpx, os\nfrom huggingface_hub.errors import GatedRepoError\n"
@@ -172,7 +172,7 @@ def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_p
 
 @pytest.mark.slow
 def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_seed(tmp_path):
-    from r3kit.reproduce import reproduce
+    from r3kit.runs.reproduce import reproduce
 
     run_dir = tmp_path / "study"
     run = resolve("smoke-study", run_dir)

@@ -2,16 +2,16 @@
 
 import pytest
 
-from r3kit.profiles import resolve
+from r3kit.runs.profiles import resolve
 
 
 @pytest.mark.slow
 def test_run_all_skips_what_is_done_and_redoes_a_stage_cut_short(tmp_path, monkeypatch):
-    import r3kit.evaluate
-    import r3kit.pipeline as pipeline
+    import r3kit.eval.evaluate
+    import r3kit.runs.pipeline as pipeline
 
     run = resolve("smoke", tmp_path / "smoke")
-    real = r3kit.evaluate.on_fixed_failures
+    real = r3kit.eval.evaluate.on_fixed_failures
     calls = {"n": 0}
 
     def disconnect(*args, **kwargs):  # the runtime dies inside the trained model's evaluation, after its
@@ -20,7 +20,7 @@ def test_run_all_skips_what_is_done_and_redoes_a_stage_cut_short(tmp_path, monke
             raise KeyboardInterrupt("runtime disconnected")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(r3kit.evaluate, "on_fixed_failures", disconnect)
+    monkeypatch.setattr(pipeline, "on_fixed_failures", disconnect)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_all(run, log=lambda m: None)
     assert (tmp_path / "smoke" / "eval" / "trained" / "metrics.json").exists()
@@ -35,10 +35,10 @@ def test_run_all_skips_what_is_done_and_redoes_a_stage_cut_short(tmp_path, monke
 @pytest.mark.slow
 def test_function_calling_student_runs_every_stage_and_sorts_its_failures(tmp_path):
     """The function-calling smoke path: the student, evaluation, mining, R3 and the control, figures by failure kind."""
-    import r3kit.pipeline as pipeline
-    from r3kit.io import read_json, read_jsonl
-    from r3kit.models import load_tokenizer
-    from r3kit.student_calls import TOKENS
+    import r3kit.runs.pipeline as pipeline
+    from r3kit.infra.io import read_json, read_jsonl
+    from r3kit.models.loading import load_tokenizer
+    from r3kit.student.function_calling import TOKENS
 
     run = resolve("smoke-function-calling", tmp_path / "fc")
     ran = pipeline.run_all(run, log=lambda m: None)
@@ -65,22 +65,23 @@ def test_function_calling_student_runs_every_stage_and_sorts_its_failures(tmp_pa
 def test_the_students_validation_check_attempts_validation_rows_only(tmp_path, monkeypatch):
     """pipeline.validation_check: greedy first attempts on the first student.check_rows validation rows, at the
     evaluation's attempt length, scored by the task's verifier; never a test row."""
-    import r3kit.rollout
+    import r3kit.core.episodes
+    import r3kit.runs.pipeline
     from r3kit.data import _SOURCES
-    from r3kit.models import load_model
-    from r3kit.pipeline import _rows, _test_rows, student_stage, validation_check
+    from r3kit.models.loading import load_model
+    from r3kit.runs.pipeline import _rows, _test_rows, student_stage, validation_check
 
     run = resolve("smoke-function-calling", tmp_path / "fc", {"student": {"stop_at_first_try": None}})
     student_stage(run)
     model, tokenizer = load_model(run.model)
-    real, seen = r3kit.rollout.first_attempts, {}
+    real, seen = r3kit.core.episodes.first_attempts, {}
 
     def spy(generator, task, rows, cfg, progress=True):
         episodes = real(generator, task, rows, cfg, progress)
         seen.update(rows=rows, cfg=cfg, ok=[e.first.ok for e in episodes])
         return episodes
 
-    monkeypatch.setattr(r3kit.rollout, "first_attempts", spy)
+    monkeypatch.setattr(r3kit.runs.pipeline, "first_attempts", spy)
     rate = validation_check(run)(model, tokenizer)
     key = _SOURCES["function_calling"].key
     assert [key(r) for r in seen["rows"]] == [key(r) for r in _rows(run, "validation")[:4]]

@@ -3,9 +3,9 @@
 import csv
 import json
 
-from r3kit.evaluate import proportion
-from r3kit.io import write_json, write_jsonl
-from r3kit.plots import all_figures, table_markdown, training_curves
+from r3kit.eval.evaluate import proportion
+from r3kit.infra.io import write_json, write_jsonl
+from r3kit.report.figures import all_figures, table_markdown, training_curves
 
 
 def _entry(successes, n=200):

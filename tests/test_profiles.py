@@ -3,8 +3,8 @@
 import pytest
 
 from r3kit.cli import parse_sets
-from r3kit.gpu_profiles import GPUS, MODELS, NOT_FITTING
-from r3kit.profiles import DEFAULT_PROFILE, PROFILES, resolve
+from r3kit.runs.gpu_profiles import GPUS, MODELS, NOT_FITTING
+from r3kit.runs.profiles import DEFAULT_PROFILE, PROFILES, resolve
 
 
 def test_every_profile_resolves_without_a_gpu(tmp_path):
@@ -82,7 +82,7 @@ def test_budgets_are_checked_before_anything_loads():
 
 
 def test_gpu_sizing_counts_each_models_kv_cache_and_shrinks_or_refuses_what_does_not_fit():
-    from r3kit import gpu_profiles as g
+    from r3kit.runs import gpu_profiles as g
 
     kib = {short: g.kv_bytes_per_token(short) // 1024 for short in ("qwen2.5-1.5b", "llama3.1-8b", "phi3.5-mini")}
     assert kib == {"qwen2.5-1.5b": 28, "llama3.1-8b": 128, "phi3.5-mini": 384}  # Phi-3.5: 32 key/value heads
@@ -149,7 +149,7 @@ def test_selection_and_arm_sections_are_checked():
 
 
 def test_stage_estimates_bound_the_generated_tokens_and_time_only_gpu_profiles():
-    from r3kit.gpu_profiles import stage_estimates
+    from r3kit.runs.gpu_profiles import stage_estimates
 
     run = resolve("qwen2.5-1.5b-countdown-t4")
     estimates = stage_estimates(run)

@@ -3,8 +3,8 @@
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.generation import HFGenerator
-from r3kit.rollout import CONDITIONS, EpisodeConfig, control_conversation, run_episodes
+from r3kit.core.episodes import CONDITIONS, EpisodeConfig, control_conversation, run_episodes
+from r3kit.models.generation import HFGenerator
 from r3kit.tasks import get_task
 
 TASK = get_task("countdown", style="compact")

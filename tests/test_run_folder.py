@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from r3kit.errors import UserError
-from r3kit.run_folder import MARKER, Recorder, check_writable, claim, mark, read_marker
+from r3kit.infra.errors import UserError
+from r3kit.infra.run_folder import MARKER, Recorder, check_writable, claim, mark, read_marker
 
 
 def _write(folder, *relatives):
@@ -105,7 +105,7 @@ def test_set_aside_folders_never_overwrite_each_other_and_a_broken_marker_is_no_
 
 
 def test_records_show_a_task_file_relative_to_the_checkout():
-    from r3kit.io import checkout_root, portable
+    from r3kit.infra.io import checkout_root, portable
 
     root = checkout_root()
     assert portable(f"{root}/notebooks/your_task/sort_task.py:SortTask") == "notebooks/your_task/sort_task.py:SortTask"

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from r3kit.pipeline import select_stage
-from r3kit.profiles import resolve
-from r3kit.selection import SelectionConfig, best_step
+from r3kit.eval.selection import SelectionConfig, best_step
+from r3kit.runs.pipeline import select_stage
+from r3kit.runs.profiles import resolve
 
 
 def test_best_step_takes_the_highest_score_and_the_later_step_on_a_tie():

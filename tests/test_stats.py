@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from r3kit.stats import across_seeds, mcnemar, mean_sd, proportion
+from r3kit.eval.stats import across_seeds, mcnemar, mean_sd, proportion
 
 
 def test_wilson_interval_matches_known_values():

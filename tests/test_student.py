@@ -8,8 +8,8 @@ import re
 import pytest
 
 from r3kit.data.countdown import iter_problems, key
-from r3kit.models import build_char_tokenizer
-from r3kit.student import (
+from r3kit.models.loading import build_char_tokenizer
+from r3kit.student.countdown import (
     StudentConfig,
     _batches,
     _value,
@@ -97,7 +97,7 @@ def test_training_stream_never_contains_excluded_problems():
 
 
 def test_make_student_saves_a_loadable_model(tmp_path):
-    from r3kit.models import ModelConfig, load_model
+    from r3kit.models.loading import ModelConfig, load_model
 
     summary = make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=3, batch_size=4), tmp_path / "student",
                            exclude={key({"target": 6, "nums": [1, 2, 3]})})
@@ -171,7 +171,7 @@ def test_an_interrupted_student_resumes_to_the_same_weights(tmp_path, monkeypatc
     import torch
     from safetensors.torch import load_file
 
-    import r3kit.student as student
+    import r3kit.student.countdown as student
 
     generator = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1} if task == "function_calling" else None
     exclude = {key({"target": 6, "nums": [1, 2, 3]})} if task == "countdown" else set()
@@ -212,7 +212,7 @@ def test_a_student_killed_while_saving_resumes_to_exactly_its_steps(tmp_path, mo
     import torch
     from safetensors.torch import load_file
 
-    import r3kit.student as student
+    import r3kit.student.countdown as student
 
     cfg = StudentConfig(hidden=32, layers=1, heads=2, steps=4, batch_size=4, warmup_steps=2, reflection_style="check")
     whole = make_student(cfg, tmp_path / "whole")
@@ -237,8 +237,8 @@ def test_a_student_killed_while_saving_resumes_to_exactly_its_steps(tmp_path, mo
 def test_a_finished_student_is_kept_by_a_resumed_run_and_retrained_when_its_settings_change(tmp_path, capsys):
     """`r3kit reproduce --resume` runs notebook 01 again: a student finished with the same settings is kept
     (hours on a CPU for function calling), one with other settings or other held-out rows is trained again."""
-    from r3kit.pipeline import student_stage
-    from r3kit.profiles import resolve
+    from r3kit.runs.pipeline import student_stage
+    from r3kit.runs.profiles import resolve
 
     run = resolve("smoke", tmp_path / "run")
     first = student_stage(run)
@@ -287,8 +287,8 @@ def test_the_extract_steps_come_first_then_the_mix():
     """The first extract_steps batches are extract conversations (the query -> the calls' values); then the mix."""
     import json
 
-    from r3kit import student_calls
-    from r3kit.student import _batches
+    from r3kit.student import function_calling as student_calls
+    from r3kit.student.countdown import _batches
 
     generator = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1}
     cfg = StudentConfig(steps=10, batch_size=1, extract_steps=2, mix_solve=1.0, mix_reflect=0, mix_no_reflect=0,

@@ -9,9 +9,18 @@ import pytest
 from r3kit.data import DataConfig, load_split
 from r3kit.data import function_calling as fc
 from r3kit.data.tool_library import VALUES, Values, values_for
-from r3kit.models import build_char_tokenizer
-from r3kit.student import StudentConfig, make_student
-from r3kit.student_calls import FAULTS, TOKENS, brief_call, conversation, dump, fault, other_value, training_rows
+from r3kit.models.loading import build_char_tokenizer
+from r3kit.student.countdown import StudentConfig, make_student
+from r3kit.student.function_calling import (
+    FAULTS,
+    TOKENS,
+    brief_call,
+    conversation,
+    dump,
+    fault,
+    other_value,
+    training_rows,
+)
 from r3kit.tasks import get_task
 from r3kit.tasks.function_calling import brief_tools
 
@@ -148,7 +157,7 @@ def test_the_countdown_tokenizer_is_unchanged_and_json_scaffolding_and_syllables
 
 
 def test_make_student_learns_function_calling_conversations(tmp_path):
-    from r3kit.models import ModelConfig, load_model
+    from r3kit.models.loading import ModelConfig, load_model
 
     cfg = StudentConfig(hidden=32, layers=1, heads=2, steps=3, batch_size=4)
     summary = make_student(cfg, tmp_path / "student", task="function_calling", generator={"max_calls": 1})
@@ -171,7 +180,7 @@ def test_extract_conversations_answer_the_query_with_its_values_and_countdown_re
 def test_notebook_01_shows_each_students_own_conversations():
     """example_conversations: function calling's extract, solve and reflect turns; Countdown's in its own style."""
     from r3kit.data.function_calling import generate
-    from r3kit.student import example_conversations
+    from r3kit.student.countdown import example_conversations
 
     rows = generate(3, seed=1, stream="train", hold_out_values=True, max_calls=2, max_distractors=1)
     shown = example_conversations(StudentConfig(extract_steps=5, steps=10, reflection_style="check"), "function_calling", rows)

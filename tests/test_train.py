@@ -10,11 +10,11 @@ import torch
 from fakes import ScriptedGenerator
 from safetensors.torch import load_file
 
-from r3kit.models import ModelConfig, attach_lora, load_model
-from r3kit.prompts import get_prompts
+from r3kit.core.trainer import TrainConfig, build_trainer, check_failures, checkpoints, generated_tokens, train
+from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.tasks import get_task
 from r3kit.tasks.countdown import CountdownTask
-from r3kit.train import TrainConfig, build_trainer, check_failures, checkpoints, generated_tokens, train
+from r3kit.tasks.prompts import get_prompts
 
 TASK = get_task("countdown", style="compact")
 COMPACT = get_prompts("countdown", "compact")
@@ -237,7 +237,7 @@ def test_clear_errors_before_training(tmp_path):
 
 def test_precision_follows_the_card():
     """A T4 has no bf16: it must train in fp16 (Unsloth loads it in fp16), never silently in fp32."""
-    from r3kit.train import precision
+    from r3kit.core.trainer import precision
 
     assert precision(on_gpu=False, bf16_supported=False) == {"use_cpu": True, "bf16": False, "fp16": False}
     assert precision(on_gpu=True, bf16_supported=True) == {"use_cpu": False, "bf16": True, "fp16": False}
@@ -322,7 +322,7 @@ def test_fair_control_shares_one_greedy_reflection_per_group_and_trains_the_retr
 
 
 def test_groups_must_repeat_one_prompt():
-    from r3kit.train import groups
+    from r3kit.core.trainer import groups
 
     assert groups(["a", "a", "b", "b"], 2) == ["a", "b"]
     with pytest.raises(ValueError, match="differ"):

@@ -1,5 +1,5 @@
 """The vLLM-server path (ServerGenerator over TRL's VLLMClient) against a stand-in client that keeps the real
-client's and server's semantics (tests/vllm_server_standin.py): how many requests, with which prompts and
+client's and server's semantics (tests/support/vllm_server_standin.py): how many requests, with which prompts and
 sampling, and that the returned ids become the completions as on the in-process path."""
 
 import types
@@ -8,11 +8,11 @@ import pytest
 import vllm_standin
 from vllm_server_standin import VLLMClientStandIn
 
-from r3kit.generation import HFGenerator, Sampling, prompt_ids
-from r3kit.rollout import reflection_conversation, retry_conversation
+from r3kit.core.episodes import reflection_conversation, retry_conversation
+from r3kit.core.trainer import TrainConfig, make_rollout
+from r3kit.models.generation import HFGenerator, Sampling, prompt_ids
+from r3kit.models.vllm_server import ServerGenerator, runs
 from r3kit.tasks import get_task
-from r3kit.train import TrainConfig, make_rollout
-from r3kit.vllm_server import ServerGenerator, runs
 
 TASK = get_task("countdown", style="compact")
 
@@ -95,7 +95,7 @@ def test_the_server_rollout_requests_reflections_and_retries_and_trains_the_retu
 def test_server_mode_is_trl_server_mode_and_needs_gpus(tmp_path):
     from trl import GRPOConfig
 
-    from r3kit.train import server_arguments
+    from r3kit.core.trainer import server_arguments
 
     cfg = TrainConfig(vllm_server="http://10.0.0.2:8000", report_to="none")
     cfg.validate()

@@ -11,7 +11,7 @@ import random
 import re
 
 from r3kit import Task, Verdict
-from r3kit.prompts import Prompts
+from r3kit.tasks.prompts import Prompts
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 INTEGERS = re.compile(r"-?\d+")

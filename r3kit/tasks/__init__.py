@@ -20,7 +20,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from r3kit.errors import UserError, did_you_mean
+from r3kit.infra.errors import UserError, did_you_mean
 from r3kit.tasks.base import Message, Task, Verdict
 from r3kit.tasks.countdown import CountdownTask
 from r3kit.tasks.function_calling import FunctionCallingTask
@@ -117,7 +117,7 @@ def task_class(name: str) -> type[Task]:
 
 
 def get_task(name: str, style: str = "instruct", **prompt_overrides: str) -> Task:
-    """The task called `name`, with prompt style `style` (see r3kit.prompts) and optional template overrides."""
+    """The task called `name`, with prompt style `style` (see r3kit.tasks.prompts) and optional template overrides."""
     if isinstance(name, Task):
         return name
     return task_class(name)(style=style, **prompt_overrides)

@@ -2,11 +2,11 @@
 
 A task turns a dataset row (`example`, a dict with the hub dataset's columns) into the first-attempt
 conversation, checks a completion with a binary verifier, and supplies the feedback turns of the episode
-(reflection request, retry request, and the two control turns). Prompt text comes from r3kit.prompts,
+(reflection request, retry request, and the two control turns). Prompt text comes from r3kit.tasks.prompts,
 so a task only decides which example fields fill the templates.
 
 To add a task: subclass `Task`, set `name` and `columns`, implement `verify` (and `template_fields` if
-the templates need more than the raw columns), give its prompts (`prompt_styles`, or r3kit.prompts'
+the templates need more than the raw columns), give its prompts (`prompt_styles`, or r3kit.tasks.prompts'
 `register_prompts`) and, for offline runs, its rows (`generate` and `key`; otherwise a data file or
 `hub_id`). Name it in a profile by its import path (r3kit.tasks). Nothing else in the kit changes:
 rollout, mining, evaluation and training only talk to this interface.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from r3kit.prompts import Prompts, get_prompts
+from r3kit.tasks.prompts import Prompts, get_prompts
 
 Message = dict[str, str]
 
@@ -45,7 +45,7 @@ class Task:
     name: ClassVar[str] = ""
     columns: ClassVar[tuple[str, ...]] = ()
     failure_categories: ClassVar[tuple[str, ...]] = ()  # what reason_category returns, if a fixed set (figures)
-    prompt_styles: ClassVar[dict[str, Prompts]] = {}  # a task's own prompts by style (else r3kit.prompts' registry)
+    prompt_styles: ClassVar[dict[str, Prompts]] = {}  # a task's own prompts by style (else r3kit.tasks.prompts' registry)
     hub_id: ClassVar[str | None] = None  # a hub dataset with the task's columns (data.source="hub")
 
     # Rows for offline runs (data.source="generate"): a task that defines `generate` needs no data file.

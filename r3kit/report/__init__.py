@@ -1,0 +1,1 @@
+"""Reports from the files a run wrote: figures and tables, the transcript explorer, live training curves."""

@@ -1,0 +1,227 @@
+"""A study: the arms of a profile trained with several seeds and students, then compared across seeds.
+
+Layout: study_dir/student-<s>/ is an ordinary run folder for student seed s (its student, vanilla
+evaluation and mined failures are shared by every training seed that uses it); the i-th training seed
+uses student students[i % len(students)] and writes train/<arm>-seed<t>/ and eval/<arm>-seed<t>/ there.
+So every arm of one seed starts from the same student and the same failures, and arms pair by seed.
+
+    run_student(run, s)   one student's whole share of the study (resumable: finished parts are kept)
+    aggregate(run)        per arm: mean and sd over seeds of each test measure (vanilla: over students);
+                          paired by seed, the difference between arms with its 95% t interval and
+                          two-sided p-values (r3kit.eval.stats.across_seeds); within each arm, paired by seed,
+                          what its own reflection adds over the controls on its own failures, and its
+                          retry against vanilla's on the failures both fail first; writes study.json and
+                          table.md
+Every arm's weights are chosen on the validation split (the profile's `select` section); the test
+split only scores the chosen weights (and the last ones, reported beside them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from r3kit.core.arms import evaluation_name, variant_name
+from r3kit.eval.stats import across_seeds, mean_sd
+from r3kit.infra.io import read_json, write_json
+from r3kit.runs.config import StudyConfig  # noqa: F401 (re-exported: the study section)
+from r3kit.runs.pipeline import evaluate_stage, mine_stage, student_stage, train_stage
+
+
+def student_run(run, student: int):
+    """The RunConfig of one student's folder in the study."""
+    if run.study is None or run.student is None:
+        raise ValueError(f"profile {run.profile!r} is not a study with a student: it needs `study` and `student` sections")
+    folder = run.run_dir / f"student-{student}"
+    model = dataclasses.replace(run.model, name=str(folder / "student"))
+    return dataclasses.replace(run, run_dir=folder, student=dataclasses.replace(run.student, seed=student), model=model)
+
+
+def run_student(run, student: int, log=print) -> list[str]:
+    """Student, vanilla evaluation, mining, then every arm for every training seed of this student, each
+    selected on validation and scored on test. Parts already finished are skipped; returns what ran."""
+
+    if student not in run.study.students:
+        raise ValueError(f"student {student} is not one of the study's students {run.study.students}")
+    r = student_run(run, student)
+    d = r.run_dir
+
+    def evaluated(which):
+        return (d / "metrics.json").exists() and which in read_json(d / "metrics.json")
+
+    steps = [("student", lambda: student_stage(r), lambda: (d / "student.json").exists()),
+             ("evaluate vanilla", lambda: evaluate_stage(r, "vanilla"), lambda: evaluated("vanilla")),
+             ("mine failures", lambda: mine_stage(r), lambda: (d / "failures" / "manifest.json").exists())]
+    for seed in run.study.seeds_of(student):
+        for arm in run.study.arms:
+            name = variant_name(arm, seed)
+            steps += [(f"train {name}", lambda a=arm, s=seed: train_stage(r, a, s),
+                       lambda n=name: (d / "train" / n / "summary.json").exists()),
+                      (f"evaluate {name}", lambda n=name: evaluate_stage(r, n), lambda n=name: evaluated(n))]
+    ran = []
+    for name, stage, done in steps:
+        if done():
+            log(f"student {student}, {name}: done earlier")
+            continue
+        log(f"student {student}, {name}: running")
+        stage()
+        ran.append(name)
+    return ran
+
+
+MEASURES = {
+    "first_try": "first try",
+    "second_try": "second try (own reflection)",
+    "retry_no_reflection": "second try, no reflection",
+    "retry_generic_reflection": "second try, generic reflection",
+}
+
+
+def _unit(metrics: dict, which: str) -> dict[str, Any]:
+    m = metrics[which]
+    out = {k: m[k]["accuracy"] for k in MEASURES if k in m}
+    own = m.get("own_failures") or {}
+    for condition in ("reflection", "no_reflection", "generic_reflection"):
+        if condition in own:
+            out[f"own_failures_{condition}"] = own[condition]["accuracy"]
+    if own:
+        out["own_failures_n"] = own["reflection"]["n"]
+    fixed = m.get("on_vanilla_failures")
+    if fixed:
+        out["on_vanilla_failures"] = fixed["model"]["accuracy"]
+        out["on_vanilla_failures_vanilla"] = fixed["baseline"]["accuracy"]
+        if "both_failed_first" in fixed:
+            out["both_failed_first"] = fixed["both_failed_first"]["model"]["accuracy"]
+            out["both_failed_first_vanilla"] = fixed["both_failed_first"]["baseline"]["accuracy"]
+            out["both_failed_first_n"] = fixed["both_failed_first"]["model"]["n"]
+    if m.get("retry_copies_reflection"):
+        out["retry_copies_reflection"] = m["retry_copies_reflection"]["accuracy"]
+    if "checkpoint" in m:
+        out["selected_step"] = m["checkpoint"]["step"]
+    return out
+
+
+def collect(run) -> list[dict[str, Any]]:
+    """One row per evaluated arm and training seed, and one per student for vanilla (seed None), with
+    its test measures, from the saved metrics only."""
+
+    rows = []
+    for student in run.study.students:
+        folder = run.run_dir / f"student-{student}"
+        if not (folder / "metrics.json").exists():
+            continue
+        metrics = read_json(folder / "metrics.json")
+        if "vanilla" in metrics:
+            rows.append({"arm": "vanilla", "seed": None, "student": student, **_unit(metrics, "vanilla")})
+        for seed in run.study.seeds_of(student):
+            for arm in run.study.arms:
+                which = evaluation_name(arm, seed)
+                if which not in metrics:
+                    continue
+                row = {"arm": arm, "seed": seed, "student": student, **_unit(metrics, which)}
+                summary = folder / "train" / which / "summary.json"
+                if summary.exists():
+                    row["generated_tokens"] = read_json(summary).get("generated_tokens")
+                last = metrics.get(f"{which}-last", metrics[which])
+                row["first_try_last"], row["second_try_last"] = last["first_try"]["accuracy"], last["second_try"]["accuracy"]
+                rows.append(row)
+    return rows
+
+
+COMPARISONS = (("r3", "vanilla"), ("r3", "grpo"), ("r3", "retry_control"), ("grpo", "vanilla"), ("retry_control", "vanilla"))
+COMPARED = ("first_try", "second_try", "second_try_last", "on_vanilla_failures")
+
+
+def aggregate(run) -> dict[str, Any]:
+    """study.json: per-seed rows, per-arm mean/sd, and paired-by-seed differences between arms and within arms."""
+
+    rows = collect(run)
+    trained = [r for r in rows if r["arm"] != "vanilla"]
+    if not trained:
+        raise ValueError(f"{run.run_dir} holds no evaluated study runs yet: run the study's students first")
+    arms = ["vanilla", *run.study.arms]
+    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
+    summary = {arm: {k: mean_sd([r[k] for r in rows if r["arm"] == arm and r.get(k) is not None])
+                     for k in keys if any(r["arm"] == arm and r.get(k) is not None for r in rows)}
+               for arm in arms if any(r["arm"] == arm for r in rows)}
+    vanilla = {r["student"]: r for r in rows if r["arm"] == "vanilla"}
+    by = {(r["arm"], r["seed"]): r for r in trained}
+    for seed in run.study.seeds:  # vanilla, paired with each seed through that seed's student
+        if run.study.student_of(seed) in vanilla:
+            by[("vanilla", seed)] = vanilla[run.study.student_of(seed)]
+
+    def paired(a_key, b_key, a_arm, b_arm):
+        seeds = [t for t in run.study.seeds if (a_arm, t) in by and (b_arm, t) in by
+                 and by[(a_arm, t)].get(a_key) is not None and by[(b_arm, t)].get(b_key) is not None]
+        if len(seeds) < 2:
+            return None
+        return {"seeds": seeds, **across_seeds([by[(a_arm, t)][a_key] for t in seeds], [by[(b_arm, t)][b_key] for t in seeds])}
+
+    differences = {}
+    for a, b in COMPARISONS:
+        for k in COMPARED:
+            if (d := paired(k, k if b != "vanilla" or k != "second_try_last" else "second_try", a, b)) is not None:
+                differences[f"{a} - {b}: {k}"] = d
+    within = {}
+    students = sorted(vanilla)
+    for control in ("no_reflection", "generic_reflection"):  # vanilla: one value per student, not per seed
+        if len(students) >= 2 and all(vanilla[s].get(f"own_failures_{control}") is not None for s in students):
+            within[f"vanilla: own reflection - {control}, on its own failures (paired by student)"] = {
+                "students": students, **across_seeds([vanilla[s]["own_failures_reflection"] for s in students],
+                                                     [vanilla[s][f"own_failures_{control}"] for s in students])}
+    for arm in arms[1:]:
+        for control in ("no_reflection", "generic_reflection"):
+            if (d := paired("own_failures_reflection", f"own_failures_{control}", arm, arm)) is not None:
+                within[f"{arm}: own reflection - {control}, on its own failures"] = d
+        if (d := paired("on_vanilla_failures", "on_vanilla_failures_vanilla", arm, arm)) is not None:
+            within[f"{arm} - vanilla: retry on vanilla's failed attempts"] = d
+        if (d := paired("both_failed_first", "both_failed_first_vanilla", arm, arm)) is not None:
+            within[f"{arm} - vanilla: retry on vanilla's failures that {arm} also fails first"] = d
+    study = {"profile": run.profile, "seeds": list(run.study.seeds), "students": list(run.study.students),
+             "seeds_evaluated": sorted({r["seed"] for r in trained}),
+             "selection": "validation split" if run.select else "last weights",
+             "rows": rows, "summary": summary, "differences": differences, "within_arms": within}
+    write_json(run.run_dir / "study.json", study)
+    (run.run_dir / "table.md").write_text(table_markdown(study))
+    return study
+
+
+LABELS = {"vanilla": "vanilla", "r3": "R3", "grpo": "plain GRPO (first attempts)", "retry_control": "retry-reward control (fair)"}
+
+
+def _pct(entry: dict) -> str:
+    return f"{100 * entry['mean']:.1f} ± {100 * entry['sd']:.1f}"
+
+
+def table_markdown(study: dict) -> str:
+    n = len(study["seeds_evaluated"])
+    lines = [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students; vanilla: over the "
+             f"students); weights chosen on the {study['selection']}", "",
+             "| arm | " + " | ".join(MEASURES.values()) + " | retry copies reflection | tokens generated in training |",
+             "|---" * (len(MEASURES) + 3) + "|"]
+    for arm, entry in study["summary"].items():
+        cells = [_pct(entry[k]) if k in entry else "—" for k in MEASURES]
+        copy = _pct(entry["retry_copies_reflection"]) if "retry_copies_reflection" in entry else "—"
+        tokens = [r.get("generated_tokens") for r in study["rows"] if r["arm"] == arm and r.get("generated_tokens")]
+        cells += [copy, f"{sum(tokens) / len(tokens) / 1e6:.2f} M" if tokens else "—"]
+        lines.append(f"| {LABELS.get(arm, arm)} | " + " | ".join(cells) + " |")
+    lines += ["", "Differences, paired by training seed (percentage points): mean [95% t interval], two-sided paired "
+              "t-test p, Wilcoxon signed-rank p (two-sided; with n pairs it cannot go below 2 / 2^n)", "", "| comparison | mean | 95% interval | p (t) | p (Wilcoxon) |",
+              "|---|---|---|---|---|"]
+    for name, d in {**study["differences"], **study["within_arms"]}.items():
+        pt = "—" if d.get("p_t") is None else f"{d['p_t']:.2g}"
+        lines.append(f"| {name} | {100 * d['mean']:+.1f} | [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | "
+                     f"{pt} | {d['p_wilcoxon']:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
+def figures(run) -> list[Path]:
+    """study_seeds.png (every seed as a dot, per arm and measure) and study_differences.png (paired
+    differences with their intervals), from study.json."""
+    from r3kit.report import figures as plots
+
+    study = read_json(run.run_dir / "study.json")
+    out = run.run_dir / "figures"
+    return [p for p in (plots.study_seeds(study, out / "study_seeds.png"),
+                        plots.study_differences(study, out / "study_differences.png")) if p is not None]
