@@ -152,10 +152,12 @@ sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent / 'su
 from test_train import CFG, COMPACT, FAILURES, EvenRetry, reflections_then_retries
 from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.core.trainer import TrainConfig, build_trainer
+from r3kit.report.live import live_curves
 model, tok = load_model(ModelConfig(name="tiny"))
 model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
 cfg = TrainConfig(**{{**CFG.__dict__, "steps": 3, "save_steps": 3, "live_every": 1}})
-build_trainer(model, tok, EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_path)!r}, reflections_then_retries(tok)).train()
+build_trainer(model, tok, EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_path)!r}, reflections_then_retries(tok),
+              extra_callbacks=live_curves).train()
 """
     km, kc = start_new_kernel(kernel_name="python3")
     try:

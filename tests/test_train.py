@@ -333,3 +333,14 @@ def test_groups_must_repeat_one_prompt():
         TrainConfig(shared_reflection=True).validate()
     with pytest.raises(ValueError, match="reward_target"):
         TrainConfig(reward_target="everything").validate()
+
+
+def test_every_arm_has_its_rollout_and_the_reward_is_the_verdict_alone():
+    from r3kit.core.trainer import REWARD_TARGETS, ROLLOUTS, verdict_rewards
+
+    assert sorted(ROLLOUTS) == sorted(REWARD_TARGETS)
+    task = get_task("countdown", style="compact")
+    columns = {"nums": [[3, 5, 7]] * 4, "target": [22] * 4}
+    texts = ["<answer>3*5+7</answer>", "<answer>3+5+7</answer>", "\x00" * 50 + "<answer>(((", ""]
+    assert verdict_rewards(task, texts, columns) == [1.0, 0.0, 0.0, 0.0]
+    assert verdict_rewards(task, texts, columns) == verdict_rewards(task, texts, columns)  # pure: same in, same out

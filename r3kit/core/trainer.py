@@ -7,16 +7,17 @@ One step, for B failed problems and groups of G:
     reward      = 1.0 if the task's verifier passes the retry, else 0.0
     advantage   = reward normalised within the group (GRPO); the loss covers the completion only,
                   so only reflection tokens carry gradient: task, attempt and retry tokens never do.
-Three arms share this trainer, each sampling (T = temperature) exactly the tokens it trains, every
-other turn decoded as evaluation decodes it (greedy by default):
-    reward_target="reflection"  R3, as above
+Three arms share this trainer, each a short rollout function below (ROLLOUTS), sampling (T = temperature)
+exactly the tokens it trains, every other turn decoded as evaluation decodes it (greedy by default):
+    reward_target="reflection"  R3, as above (r3_rollout)
     reward_target="attempt"     plain GRPO on first attempts: the same failed problems, the completion is
                                 a fresh first attempt, the reward its own verdict (the baseline any RL
-                                reader asks for: does R3 beat ordinary RL at the same budget?)
+                                reader asks for: does R3 beat ordinary RL at the same budget?; plain_grpo_rollout)
     reward_target="retry"       the retry-reward control: the completion is the retry, the reflection moves
                                 into the prompt. With shared_reflection (the fair control), the G samples
                                 of a group share one greedy reflection and differ only in the retry, so the
-                                group baseline cannot credit a reflection's luck to the retry tokens.
+                                group baseline cannot credit a reflection's luck to the retry tokens
+                                (retry_control_rollout).
 Each step logs the tokens its rollout generated (log.csv `generated_tokens`; summary.json sums them, a
 resumed run included), so arms are compared at a known cost.
 Logging: TRL's own trackers (`report_to`: trackio by default, local and accountless; wandb, tensorboard or
@@ -192,65 +193,104 @@ def groups(prompts: list, size: int) -> list:
     return heads
 
 
+@dataclass
+class Rollout:
+    """One generation batch of an arm: the completions TRL trains, the text the verifier judges (the reward's
+    input), and the two turns of the reflection arms (for the step's log)."""
+
+    trained: list
+    judged: list
+    reflections: list | None = None
+    retries: list | None = None
+
+
+def reflect_then_retry(generator, task: Task, prompts: list, cfg: TrainConfig, seed: int) -> tuple[list, list]:
+    """A reflection for every prompt (sampled; or, with shared_reflection, one greedy reflection per group),
+    then the retry after it, decoded at retry_temperature."""
+    if cfg.shared_reflection:  # one greedy reflection per group, the same for its G retries
+        heads = generator.generate(groups(prompts, cfg.group_size), Sampling(cfg.reflection_tokens, 0.0, 1.0, seed))
+        reflections = [heads[i // cfg.group_size] for i in range(len(prompts))]
+    else:
+        reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
+    retry_prompts = [retry_conversation(task, p, r.text) for p, r in zip(prompts, reflections)]
+    retries = generator.generate(retry_prompts, Sampling(cfg.retry_tokens, cfg.retry_temperature, cfg.top_p, seed + 1))
+    return reflections, retries
+
+
+def r3_rollout(generator, task: Task, prompts: list, cfg: TrainConfig, seed: int) -> Rollout:
+    """R3: train the reflection, judge the greedy retry that follows it."""
+    reflections, retries = reflect_then_retry(generator, task, prompts, cfg, seed)
+    return Rollout(trained=reflections, judged=retries, reflections=reflections, retries=retries)
+
+
+def plain_grpo_rollout(generator, task: Task, prompts: list, cfg: TrainConfig, seed: int) -> Rollout:
+    """Plain GRPO: a fresh first attempt at each failed problem is both trained and judged."""
+    attempts = generator.generate(prompts, Sampling(cfg.attempt_tokens, cfg.temperature, cfg.top_p, seed))
+    return Rollout(trained=attempts, judged=attempts)
+
+
+def retry_control_rollout(generator, task: Task, prompts: list, cfg: TrainConfig, seed: int) -> Rollout:
+    """The retry-reward control: the reflection stays in the prompt; the sampled retry is trained and judged."""
+    reflections, retries = reflect_then_retry(generator, task, prompts, cfg, seed)
+    return Rollout(trained=retries, judged=retries, reflections=reflections, retries=retries)
+
+
+ROLLOUTS = {"reflection": r3_rollout, "attempt": plain_grpo_rollout, "retry": retry_control_rollout}
+
+
 def make_rollout(task: Task, cfg: TrainConfig, log: dict, live_lora_dir: str | Path, generator_factory=make_generator):
     """TRL rollout_func: the completions of one generation batch, for the arm `cfg.reward_target`, and the
-    text the reward judges (`judged_text`). On vLLM the live LoRA's adapter config goes to `live_lora_dir`."""
+    text the reward judges (`judged_text`). On vLLM the live LoRA's adapter config goes to `live_lora_dir`.
+    The step's generation statistics go to `log`, which the reward hands to TRL's log_metric."""
+    arm = ROLLOUTS[cfg.reward_target]
 
     def rollout(prompts, trainer):
         model = trainer.accelerator.unwrap_model(trainer.model)
         generator = generator_factory(model, trainer.processing_class, batch_size=cfg.generation_batch_size,
                                       live_lora_dir=str(live_lora_dir))
         start, before = time.perf_counter(), generator.stats.tokens
-        seed = cfg.seed * 1_000_003 + trainer.state.global_step * 2
-        sampled = Sampling(cfg.completion_tokens, cfg.temperature, cfg.top_p, seed)
-        reflections = retries = None
-        if cfg.reward_target == "attempt":
-            trained = judged = generator.generate(prompts, sampled)
-        else:
-            if cfg.shared_reflection:  # one greedy reflection per group, the same for its G retries
-                heads = generator.generate(groups(prompts, cfg.group_size), Sampling(cfg.reflection_tokens, 0.0, 1.0, seed))
-                reflections = [heads[i // cfg.group_size] for i in range(len(prompts))]
-            else:
-                reflections = generator.generate(prompts, Sampling(cfg.reflection_tokens, cfg.temperature, cfg.top_p, seed))
-            retry_prompts = [retry_conversation(task, p, r.text) for p, r in zip(prompts, reflections)]
-            retries = generator.generate(retry_prompts, Sampling(cfg.retry_tokens, cfg.retry_temperature, cfg.top_p,
-                                                                 seed + 1))
-            judged = retries
-            trained = reflections if cfg.reward_target == "reflection" else retries
-        logprobs = [c.logprobs for c in trained]
+        out = arm(generator, task, prompts, cfg, seed=cfg.seed * 1_000_003 + trainer.state.global_step * 2)
         # TRL averages a logged metric over the processes: N times this rank's tokens averages to their sum
         log["step_generated_tokens"] = (generator.stats.tokens - before) * world()[1]
         log.update(tokens_per_second=generator.stats.tokens_per_second, rollout_seconds=time.perf_counter() - start,
-                   completion_tokens=sum(len(c.token_ids) for c in trained) / len(trained))
-        if reflections is not None:
-            log.update(reflection_tokens=sum(len(r.token_ids) for r in reflections) / len(reflections),
-                       retry_tokens=sum(len(r.token_ids) for r in retries) / len(retries))
+                   completion_tokens=sum(len(c.token_ids) for c in out.trained) / len(out.trained))
+        if out.reflections is not None:
+            log.update(reflection_tokens=sum(len(r.token_ids) for r in out.reflections) / len(out.reflections),
+                       retry_tokens=sum(len(r.token_ids) for r in out.retries) / len(out.retries))
+        logprobs = [c.logprobs for c in out.trained]
         return {
-            "prompt_ids": [c.prompt_ids for c in trained],
-            "completion_ids": [c.token_ids for c in trained],
+            "prompt_ids": [c.prompt_ids for c in out.trained],
+            "completion_ids": [c.token_ids for c in out.trained],
             "logprobs": None if any(lp is None for lp in logprobs) else logprobs,
-            "reflection_text": [r.text for r in reflections] if reflections is not None else [""] * len(trained),
-            "judged_text": [c.text for c in judged],
+            "reflection_text": [r.text for r in out.reflections] if out.reflections is not None else [""] * len(out.trained),
+            "judged_text": [c.text for c in out.judged],
         }
 
     return rollout
 
 
+def verdict_rewards(task: Task, judged_text: list[str], columns: dict) -> list[float]:
+    """The reward, a pure function: 1.0 where the task's verifier passes the judged text (the retry after each
+    reflection, or plain GRPO's attempt) against its row, else 0.0."""
+    return [1.0 if task.verify(text, {c: columns[c][i] for c in task.columns}).ok else 0.0
+            for i, text in enumerate(judged_text)]
+
+
+ROLLOUT_METRICS = ("tokens_per_second", "rollout_seconds", "completion_tokens", "reflection_tokens", "retry_tokens",
+                   "step_generated_tokens")
+
+
 def make_reward(task: Task, log: dict):
-    """The reward: the verifier's verdict (1.0 or 0.0) on the judged text: the retry that followed each
-    reflection (R3 and the control), or the first attempt itself (plain GRPO)."""
+    """TRL's reward function: verdict_rewards on the judged text. TRL hands reward functions its log_metric,
+    the one hook through which per-step metrics are averaged over processes, so the rollout's statistics
+    (`log`) are recorded there, beside the reward."""
 
     def retry_success(prompts, completions, judged_text, log_metric=None, **columns):
-        rewards = []
-        for i, text in enumerate(judged_text):
-            example = {c: columns[c][i] for c in task.columns}
-            rewards.append(1.0 if task.verify(text, example).ok else 0.0)
         if log_metric is not None:
-            for key in ("tokens_per_second", "rollout_seconds", "completion_tokens", "reflection_tokens", "retry_tokens",
-                        "step_generated_tokens"):
+            for key in ROLLOUT_METRICS:
                 if key in log:
                     log_metric(f"r3/{key}", log[key])
-        return rewards
+        return verdict_rewards(task, judged_text, columns)
 
     return retry_success
 

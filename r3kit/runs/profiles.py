@@ -60,70 +60,76 @@ _STUDENT_TOKENS = {"attempt_tokens": 56, "reflection_tokens": 40, "retry_tokens"
 _CALLS_GENERATOR = {"hold_out_values": True, "max_calls": 2, "max_distractors": 1}
 _CALLS_TOKENS = {"attempt_tokens": 192, "reflection_tokens": 64, "retry_tokens": 192}
 
+def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
+    for key, value in overrides.items():
+        if key in SECTIONS and value is not None and not isinstance(value, dict):
+            raise UserError(f"section {key!r} must be a mapping of its fields (or null), got {value!r}")
+        if key not in SECTIONS and key not in TOP_LEVEL:
+            raise UserError(f"unknown override {key!r}{did_you_mean(key, [*SECTIONS, *TOP_LEVEL])}; valid: "
+                            f"{sorted([*SECTIONS, *TOP_LEVEL])}")
+        if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+# The CPU demos. A study profile is its demo with what a study changes (base and override, merged as --set merges).
+_SMOKE: dict[str, Any] = {
+    "description": "seconds: a tiny random model through every stage (tests)",
+    "task": "countdown", "prompt_style": "compact",
+    "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
+    "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30},
+    "data": {"n_test": 12, "n_train": 24},
+    "evaluate": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24, "batch_size": 32},
+    "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
+    "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
+              "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
+    "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+    "forgetting": {**_STUDENT_FORGETTING, "limit": 6, "batch_size": 8},
+}
+_CPU_DEMO: dict[str, Any] = {
+    "description": "default: the kit's own student (Countdown), offline on CPU",
+    "task": "countdown", "prompt_style": "compact",
+    "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
+    "student": {"steps": 480, "worked_attempts": True},
+    "data": {"n_test": 2000, "n_validation": 300, "n_train": 4000},
+    "evaluate": {**_STUDENT_TOKENS, "batch_size": 250, "n_examples": 1000},
+    "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
+    "train": {"steps": 70, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
+              "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,
+              "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 35},
+    "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
+    "select": {"metric": "second_try"},
+    "forgetting": {**_STUDENT_FORGETTING, "limit": 500, "batch_size": 250},
+}
+
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "description": "seconds: a tiny random model through every stage (tests)",
-        "task": "countdown", "prompt_style": "compact",
-        "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
-        "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30},
-        "data": {"n_test": 12, "n_train": 24},
-        "evaluate": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24, "batch_size": 32},
-        "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
-        "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
-                  "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
-        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
-        "forgetting": {**_STUDENT_FORGETTING, "limit": 6, "batch_size": 8},
-    },
-    "cpu-demo": {
-        "description": "default: the kit's own student (Countdown), offline on CPU",
-        "task": "countdown", "prompt_style": "compact",
-        "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
-        "student": {"steps": 480, "worked_attempts": True},
-        "data": {"n_test": 2000, "n_validation": 300, "n_train": 4000},
-        "evaluate": {**_STUDENT_TOKENS, "batch_size": 250, "n_examples": 1000},
-        "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
-        "train": {"steps": 70, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
-                  "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,
-                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 35},
-        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
-        "select": {"metric": "second_try"},
-        "forgetting": {**_STUDENT_FORGETTING, "limit": 500, "batch_size": 250},
-    },
-    "smoke-study": {
+    "smoke": _SMOKE,
+    "cpu-demo": _CPU_DEMO,
+    "smoke-study": _merge(_SMOKE, {
         "description": "seconds: a tiny random model through a whole study (tests)",
-        "task": "countdown", "prompt_style": "compact",
-        "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
-        "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30,
-                    "reflection_style": "check"},
-        "data": {"n_test": 12, "n_validation": 8, "n_train": 24},
-        "evaluate": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24, "batch_size": 32},
-        "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
-        "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
-                  "retry_tokens": 24, "attempt_tokens": 24, "learning_rate": 1e-3, "save_steps": 1,
-                  "generation_batch_size": 32},
+        "student": {"reflection_style": "check"},
+        "data": {"n_validation": 8},
+        "train": {"attempt_tokens": 24},
         "grpo": {"reward_target": "attempt"},
-        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
         "select": {"metric": "second_try"},
         "study": {"seeds": [0, 1, 2], "students": [0, 1]},
-    },
-    "cpu-study": {
+        "forgetting": None,
+    }),
+    "cpu-study": _merge(_CPU_DEMO, {
         "description": "the headline: 2 students (reflections check the failed attempt) x 5 training seeds, "
                        "R3 vs plain GRPO vs the fair retry-reward control, checkpoints chosen on validation",
-        "task": "countdown", "prompt_style": "compact",
-        "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
-        "student": {"steps": 480, "worked_attempts": True, "reflection_style": "check"},
-        "data": {"n_test": 1000, "n_validation": 300, "n_train": 4000},
-        "evaluate": {"attempt_tokens": 56, "reflection_tokens": 64, "retry_tokens": 56, "batch_size": 250},
-        "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
-        "train": {"steps": 50, "problems_per_step": 8, "group_size": 8, "micro_batch_size": 64, "learning_rate": 3e-5,
-                  "beta": 0.0, "loss_type": "grpo", "finetune": "full", "attempt_tokens": 56, "reflection_tokens": 64,
-                  "retry_tokens": 24, "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 64,
-                  "save_steps": 25},
+        "student": {"reflection_style": "check"},
+        "data": {"n_test": 1000},
+        "evaluate": {"reflection_tokens": 64, "n_examples": None},
+        "train": {"steps": 50, "problems_per_step": 8, "micro_batch_size": 64, "attempt_tokens": 56,
+                  "reflection_tokens": 64, "generation_batch_size": 64, "save_steps": 25},
         "grpo": {"reward_target": "attempt"},
-        "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
-        "select": {"metric": "second_try"},
         "study": {"seeds": [0, 1, 2, 3, 4], "students": [0, 1]},
-    },
+        "forgetting": None,
+    }),
     "smoke-function-calling": {
         "description": "seconds: a tiny random model through every stage of function calling (tests)",
         "task": "function_calling", "prompt_style": "compact",
@@ -270,21 +276,6 @@ def _coerce(section: str, cls, values: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{section}.{name} must be {type(default).__name__}, got {value!r}")
         out[name] = value
     return out
-
-
-def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
-    for key, value in overrides.items():
-        if key in SECTIONS and value is not None and not isinstance(value, dict):
-            raise UserError(f"section {key!r} must be a mapping of its fields (or null), got {value!r}")
-        if key not in SECTIONS and key not in TOP_LEVEL:
-            raise UserError(f"unknown override {key!r}{did_you_mean(key, [*SECTIONS, *TOP_LEVEL])}; valid: "
-                            f"{sorted([*SECTIONS, *TOP_LEVEL])}")
-        if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
 
 
 def _launch(values: dict | None) -> LaunchConfig | None:
