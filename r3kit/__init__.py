@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import importlib
 
+from r3kit.infra.notebook import stderr_to_log
+
+stderr_to_log()  # only in a kernel `r3kit reproduce` started: libraries' stderr to the run folder's logs/
+
 _API = {"Task": "r3kit.tasks", "Verdict": "r3kit.tasks", "get_task": "r3kit.tasks", "register_task": "r3kit.tasks",
         "run_episodes": "r3kit.core.episodes", "make_rollout": "r3kit.core.trainer", "make_reward": "r3kit.core.trainer",
         "r3_for_trl": "r3kit.core.for_trl", "resolve": "r3kit.runs.profiles", "run_all": "r3kit.runs.pipeline",

@@ -178,3 +178,51 @@ build_trainer(model, tok, EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_pa
     assert not errors
     assert [kind for kind, _ in events] == ["display_data", "update_display_data", "update_display_data"]
     assert len({display_id for _, display_id in events}) == 1
+
+
+def test_a_batch_kernel_sends_stderr_to_its_log_and_says_where(tmp_path, monkeypatch):
+    """A kernel `r3kit reproduce` starts: Python's stderr and a logging handler made before r3kit loads reach
+    the log, in the cell that imports r3kit and in every later cell, and nothing (not even a C extension
+    writing to file descriptor 2) reaches the notebook as stderr; the notebook gets one line naming the log."""
+    from jupyter_client.manager import start_new_kernel
+
+    monkeypatch.setenv("R3KIT_STDERR_LOG", str(tmp_path / "logs" / "01_nb.log"))
+    cells = ["""
+import logging, os, sys, time
+early = logging.getLogger("early"); early.addHandler(logging.StreamHandler())
+import r3kit
+print("kept on stdout")
+print("python stderr", file=sys.stderr)
+""", """
+early.warning("a handler made before")
+print("a later cell", file=sys.stderr)
+os.write(2, b"file descriptor 2\\n")
+time.sleep(0.5)
+"""]
+    km, kc = start_new_kernel(kernel_name="python3")
+    streams = []
+    try:
+        for code in cells:
+            msg_id = kc.execute(code)
+            while True:
+                msg = kc.get_iopub_msg(timeout=120)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    streams.append((msg["content"]["name"], msg["content"]["text"]))
+                assert msg["msg_type"] != "error", msg["content"]
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert [name for name, _ in streams if name == "stderr"] == []
+    stdout = "".join(text for _, text in streams)
+    assert "01_nb.log in the run folder's logs/" in stdout and "kept on stdout" in stdout
+    log = (tmp_path / "logs" / "01_nb.log").read_text()
+    assert log == "python stderr\na handler made before\na later cell\n"
+
+
+def test_outside_a_batch_kernel_stderr_is_left_alone(monkeypatch):
+    monkeypatch.delenv("R3KIT_STDERR_LOG", raising=False)
+    assert notebook.stderr_to_log() is None and not hasattr(sys.stderr, "r3kit_log")

@@ -199,8 +199,9 @@ def reproduce(profile: str, out: str | Path | None = None, overrides: dict | Non
         try:
             # trackio's database in the run folder (the kernel's working folder); no widgets (notebook.py) and no
             # library progress bars: papermill saves a widget as its first frame
+            # what libraries print to stderr goes to logs/<notebook>.log (notebook.py), not into the record
             with _environment(TRACKIO_DIR="trackio", R3KIT_BATCH="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
-                              HF_DATASETS_DISABLE_PROGRESS_BARS="1"):
+                              HF_DATASETS_DISABLE_PROGRESS_BARS="1", R3KIT_STDERR_LOG=f"logs/{name}.log"):
                 papermill.execute_notebook(_shown(notebooks_dir / notebook), _shown(output), parameters=parameters,
                                            kernel_name=kernel, cwd=str(run_dir), progress_bar=False,
                                            log_output=log_output, config=_kernel_config())
