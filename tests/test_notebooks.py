@@ -9,7 +9,7 @@ import pytest
 
 from r3kit.eval.evaluate import summarize
 from r3kit.infra.io import read_jsonl
-from r3kit.infra.run_folder import MARKER, read_marker
+from r3kit.infra.run_folder import MARKER, claim, read_marker
 from r3kit.runs.profiles import DEFAULT_PROFILE, PROFILES, resolve
 from r3kit.runs.reproduce import plan
 
@@ -78,6 +78,8 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
             assert entry["on_vanilla_failures"]["model"]["successes"] == sum(r["second"]["reflection"]["verdict"]["ok"] for r in fixed)
     for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "accuracy_by_difficulty.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
+    assert json.loads((run_dir / "preconditions.json").read_text())["measured"] is False  # smoke has no validation split
+    assert (run_dir / "figures" / "table.md").read_text().startswith("R3's preconditions: not measured")
     for variant in ("r3", "retry_control"):
         assert (run_dir / "train" / variant / "log.csv").exists() and (run_dir / "train" / variant / "adapter").exists() or \
             (run_dir / "train" / variant / "model").exists()
@@ -87,6 +89,10 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
     for name, nb in executed.items():  # batch runs save no widgets (papermill would keep only their first frame)
         kinds = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
         assert "application/vnd.jupyter.widget-view+json" not in kinds, name
+        # and no library chatter: stderr went to the notebook's log, which the record names
+        assert [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"] == [], name
+        assert f"{name}.log in the run folder's logs/" in json.dumps([c.get("outputs", []) for c in nb.cells]), name
+    assert (run_dir / "logs" / "08_forgetting.log").stat().st_size > 0  # lm-eval's messages, kept
     train_cell = next(c for c in executed["04_train-r3"].cells if "train_stage(" in c.source)
     assert any("image/png" in o.get("data", {}) for o in train_cell.outputs)  # the live curves, last frame kept
     explore_text = json.dumps([c.outputs for c in executed["10_explore"].cells if c.cell_type == "code"])
@@ -101,13 +107,15 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
     assert any("image/png" in o.get("data", {}) for c in executed["08_forgetting"].cells for o in c.get("outputs", []))
     written = read_marker(run_dir)["written"]  # the kit listed every file it wrote, and only those
     assert set(written) == {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()} - {MARKER}
-    stamp = (run_dir / "metrics.json").stat().st_mtime
     (run_dir / "notebooks" / "my_analysis.ipynb").write_text("the user's")
     (run_dir / "my_notes.txt").write_text("the user's")
-    reproduce("smoke", run_dir)  # a second run regenerates the files, deleting only what the kit wrote
-    assert (run_dir / "metrics.json").stat().st_mtime > stamp
+    claim(run_dir)  # what a second fresh run does first (then it writes the same files again): the kit's go, only
+    [aside] = [p.name for p in run_dir.glob("set-aside-*")]
+    assert {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()} == {
+        MARKER, "my_notes.txt", f"{aside}/notebooks/my_analysis.ipynb"}
     assert (run_dir / "my_notes.txt").read_text() == "the user's"
-    assert [p.read_text() for p in run_dir.glob("set-aside-*/notebooks/my_analysis.ipynb")] == ["the user's"]
+    assert (run_dir / aside / "notebooks" / "my_analysis.ipynb").read_text() == "the user's"
+    assert read_marker(run_dir)["written"] == []
 
 
 @pytest.mark.slow
@@ -209,6 +217,10 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     for name in ("study_seeds.png", "study_differences.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert "r3 - grpo: second_try" in study["differences"]
+    # each student's R3 preconditions, measured on validation before its first training, open the report
+    assert sorted(study["preconditions"]) == ["0", "1"]
+    assert all(g["measured"] and g["problems"] == run.data.n_validation for g in study["preconditions"].values())
+    assert (run_dir / "table.md").read_text().startswith("Student 0: R3's preconditions, on ")
 
 
 def test_reproduce_plan_runs_every_arm_a_profile_defines():

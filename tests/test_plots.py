@@ -48,6 +48,7 @@ def test_all_figures_from_files(tmp_path):
             data = path.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     table = table_markdown(tmp_path)
+    assert table.startswith("R3's preconditions: not recorded for this run")  # before any result
     assert "| vanilla | 30.0 [" in table and "| R3-trained | 40.0 [" in table and "n = 200" in table
     assert "vanilla model's 120 failed first attempts" in table and "| vanilla | 25.0 [" in table
     assert "| R3-trained | 41.7 [" in table and "40 gained, 10 lost, p = 0.001 |" in table

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from r3kit.eval.preconditions import describe
 from r3kit.infra.io import read_json, read_jsonl
 from r3kit.tasks import get_task
 
@@ -69,10 +70,18 @@ def _cell(entry: dict | None) -> str:
     return f"{100 * entry['accuracy']:.1f} [{100 * entry['ci_low']:.1f}, {100 * entry['ci_high']:.1f}]"
 
 
+def preconditions_lines(run_dir: str | Path) -> list[str]:
+    """R3's preconditions as the run recorded them (eval/preconditions.py), in words: every report starts here."""
+    path = Path(run_dir) / "preconditions.json"
+    return describe(read_json(path) if path.exists() else None)
+
+
 def table_markdown(run_dir: str | Path) -> str:
     metrics = _metrics(Path(run_dir))
     n = next(iter(metrics.values()))["first_try"]["n"]
-    lines = [f"Accuracy % [Wilson 95% interval], n = {n} held-out problems", "",
+    gate = preconditions_lines(run_dir)
+    lines = [gate[0], *(f"- {line.strip()}" for line in gate[1:]), "",
+             f"Accuracy % [Wilson 95% interval], n = {n} held-out problems", "",
              "| model | " + " | ".join(label for _, label in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for key, label in _models(metrics):
         if key in metrics:

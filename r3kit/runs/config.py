@@ -19,6 +19,7 @@ from r3kit.core.trainer import TrainConfig
 from r3kit.data import DataConfig
 from r3kit.eval.evaluate import EvalConfig
 from r3kit.eval.forgetting import ForgettingConfig
+from r3kit.eval.preconditions import PreconditionsConfig
 from r3kit.eval.selection import SelectionConfig
 from r3kit.models.loading import ModelConfig
 from r3kit.student.countdown import StudentConfig
@@ -70,7 +71,8 @@ class LaunchConfig:
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "student": StudentConfig, "evaluate": EvalConfig,
             "mine": MiningConfig, "train": TrainConfig, "grpo": TrainConfig, "control": TrainConfig,
-            "select": SelectionConfig, "study": StudyConfig, "forgetting": ForgettingConfig, "launch": LaunchConfig}
+            "select": SelectionConfig, "study": StudyConfig, "forgetting": ForgettingConfig, "launch": LaunchConfig,
+            "preconditions": PreconditionsConfig}
 
 
 @dataclass
@@ -91,6 +93,7 @@ class RunConfig:
     study: StudyConfig | None = None
     forgetting: ForgettingConfig | None = None
     launch: LaunchConfig | None = None  # None: one process
+    preconditions: PreconditionsConfig | None = None  # R3's gate, measured before training (None: not measured)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # as given to resolve (launch.py rebuilds the run)
 
     def get_task(self):

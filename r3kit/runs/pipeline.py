@@ -2,6 +2,8 @@
 
     student_stage(run)            make the CPU student (profiles with a `student` section)  -> student/
     mine_stage(run)               failure mining on the training split                       -> failures/
+    preconditions_stage(run)      R3's gate on the validation split, with the vanilla model    -> preconditions.json
+                                  (eval/preconditions.py; train_stage measures it first and prints it)
     train_stage(run, arm, seed)   r3 | grpo | retry_control (the arms; see core/trainer.py)         -> train/<variant>/
     evaluate_stage(run, which)    vanilla, or a trained variant, on the test split           -> eval/<which>/
                                   (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures,
@@ -41,8 +43,10 @@ from r3kit.data import load_split, source_for
 from r3kit.eval import forgetting
 from r3kit.eval.evaluate import evaluate, on_fixed_failures, paired_with
 from r3kit.eval.forgetting import fingerprint, require_harness
+from r3kit.eval.preconditions import describe, measure, not_measured
 from r3kit.eval.selection import best_step
 from r3kit.infra.distributed import barrier, world
+from r3kit.infra.errors import UserError
 from r3kit.infra.io import portable, read_json, read_jsonl, write_json, write_jsonl
 from r3kit.models.generation import HFGenerator, make_generator, prompt_ids
 from r3kit.models.loading import load_model, load_tokenizer, release, to_generation_device
@@ -325,12 +329,60 @@ def _live_curves(cfg, out_dir) -> list:
     return live_curves(cfg, out_dir)
 
 
+def preconditions_stage(run: RunConfig) -> dict | None:
+    """R3's preconditions (eval/preconditions.py), measured with the vanilla model on the validation split;
+    writes preconditions.json and preconditions/transcripts.jsonl. Kept while the model's weights and the
+    settings stay the same; None for a profile that sets preconditions to null. The train stage measures it
+    before any training (in the main process when it launches several)."""
+
+    cfg = run.preconditions
+    if cfg is None:
+        return None
+    path = run.run_dir / "preconditions.json"
+    episode = run.evaluate.episode()
+    train = run.train
+    identity = json.loads(json.dumps({
+        "model": portable(run.model.name), "weights": fingerprint(run.model.name), "data": dataclasses.asdict(run.data),
+        "episode": dataclasses.asdict(episode), "settings": dataclasses.asdict(cfg),
+        "training": {k: getattr(train, k) for k in ("group_size", "reflection_tokens", "retry_tokens", "temperature",
+                                                    "retry_temperature", "top_p", "seed")}}, default=str))
+    if path.exists() and read_json(path).get("identity") == identity:
+        return read_json(path)
+    if run.data.n_validation == 0:
+        record = not_measured(cfg, "this run has no validation split (data.n_validation = 0)")
+    else:
+        rows = _rows(run, "validation")[: cfg.n_examples]
+        check_context_with_tokenizer(run, rows, (episode.attempt_tokens, train.reflection_tokens, train.retry_tokens),
+                                     "preconditions")
+        with _timed(run, "preconditions"):
+            model, tokenizer = load_model(run.model)
+            model = to_generation_device(model)
+            try:
+                generator = make_generator(model, tokenizer, batch_size=run.evaluate.batch_size, split=True)
+                record, transcripts = measure(generator, run.get_task(), rows, episode, train, cfg)
+            finally:
+                release(model)
+            if world()[0] == 0:  # under a launcher every process measures the same; the main one writes
+                write_jsonl(run.run_dir / "preconditions" / "transcripts.jsonl", transcripts)
+    record = json.loads(json.dumps({**record, "identity": identity}))  # as the file holds it
+    if world()[0] == 0:
+        write_json(path, record)
+    return record
+
+
 def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) -> dict:
     """Train arm `variant` ("r3", "grpo" or "retry_control"; see core/trainer.py) on the mined failures, with the
-    arm's seed or `seed`; writes train/<variant>[-seed<N>]/."""
+    arm's seed or `seed`; writes train/<variant>[-seed<N>]/. R3's preconditions are measured first (once per
+    run folder) and printed; with preconditions.on_fail="stop" a failed gate stops here, before any training."""
 
     cfg = arm_config(run, variant, seed)
     name = variant_name(variant, seed)
+    gate = preconditions_stage(run)
+    if gate is not None:
+        print("\n".join(describe(gate)))
+        if gate["passed"] is False and run.preconditions.on_fail == "stop":
+            raise UserError(f"R3's preconditions failed ({'; '.join(gate['failed'])}) and preconditions.on_fail is "
+                            "'stop': no training; see preconditions.json in the run folder")
     if launch.wanted(run):
         check_processes(cfg, run.launch.processes)
         launch.in_processes(run, "train", ["--arm", variant, *(["--seed", str(seed)] if seed is not None else [])])

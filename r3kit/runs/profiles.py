@@ -35,6 +35,7 @@ from r3kit.core.trainer import TrainConfig
 from r3kit.data import DataConfig, sample_rows
 from r3kit.eval.evaluate import EvalConfig
 from r3kit.eval.forgetting import ForgettingConfig
+from r3kit.eval.preconditions import PreconditionsConfig
 from r3kit.eval.selection import SelectionConfig
 from r3kit.infra.errors import UserError, did_you_mean
 from r3kit.infra.io import checkout_root
@@ -326,6 +327,9 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         forgetting=ForgettingConfig(**_coerce("forgetting", ForgettingConfig, spec["forgetting"]))
         if spec.get("forgetting") is not None else None,
         launch=_launch(spec.get("launch")),
+        # on unless a profile sets it to null: every run records R3's preconditions before it trains
+        preconditions=PreconditionsConfig(**_coerce("preconditions", PreconditionsConfig, spec.get("preconditions") or {}))
+        if spec.get("preconditions", {}) is not None else None,
         overrides=overrides or {},
     )
     if run.study is not None:
@@ -348,8 +352,10 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
     if run.train.reward_target != "reflection":
         raise ValueError(f"train.reward_target must be 'reflection' (the R3 arm), got {run.train.reward_target!r}; "
                          "the other arms have their own sections (grpo, control)")
+    if run.preconditions is not None and run.preconditions.on_fail == "stop" and run.data.n_validation == 0:
+        raise ValueError("preconditions.on_fail='stop' gates training on the validation split, but data.n_validation is 0")
     for stage in (run.model, run.data, run.student, run.evaluate, run.mine, run.train, run.control, run.grpo,
-                  run.select, run.study, run.forgetting, run.launch):
+                  run.select, run.study, run.forgetting, run.launch, run.preconditions):
         if stage is not None:
             stage.validate()
     if not type(task_object).__module__.startswith("r3kit."):  # a user's task: its verifier, on malformed output

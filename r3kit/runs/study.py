@@ -11,7 +11,7 @@ So every arm of one seed starts from the same student and the same failures, and
                           two-sided p-values (r3kit.eval.stats.across_seeds); within each arm, paired by seed,
                           what its own reflection adds over the controls on its own failures, and its
                           retry against vanilla's on the failures both fail first; writes study.json and
-                          table.md
+                          table.md, which open with each student's R3 preconditions (eval/preconditions.py)
 Every arm's weights are chosen on the validation split (the profile's `select` section); the test
 split only scores the chosen weights (and the last ones, reported beside them).
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from r3kit.core.arms import evaluation_name, variant_name
+from r3kit.eval.preconditions import describe
 from r3kit.eval.stats import across_seeds, mean_sd
 from r3kit.infra.io import read_json, write_json
 from r3kit.runs.config import StudyConfig  # noqa: F401 (re-exported: the study section)
@@ -178,8 +179,12 @@ def aggregate(run) -> dict[str, Any]:
             within[f"{arm} - vanilla: retry on vanilla's failed attempts"] = d
         if (d := paired("both_failed_first", "both_failed_first_vanilla", arm, arm)) is not None:
             within[f"{arm} - vanilla: retry on vanilla's failures that {arm} also fails first"] = d
+    gates = {}  # R3's preconditions, as each student's folder recorded them before its first training
+    for student in run.study.students:
+        path = student_run(run, student).run_dir / "preconditions.json"
+        gates[str(student)] = read_json(path) if path.exists() else None
     study = {"profile": run.profile, "seeds": list(run.study.seeds), "students": list(run.study.students),
-             "seeds_evaluated": sorted({r["seed"] for r in trained}),
+             "preconditions": gates, "seeds_evaluated": sorted({r["seed"] for r in trained}),
              "selection": "validation split" if run.select else "last weights",
              "rows": rows, "summary": summary, "differences": differences, "within_arms": within}
     write_json(run.run_dir / "study.json", study)
@@ -196,7 +201,11 @@ def _pct(entry: dict) -> str:
 
 def table_markdown(study: dict) -> str:
     n = len(study["seeds_evaluated"])
-    lines = [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students; vanilla: over the "
+    lines = []
+    for student, record in (study.get("preconditions") or {}).items():  # first: could R3 learn here at all?
+        gate = describe(record)
+        lines += [f"Student {student}: {gate[0]}", *(f"- {line.strip()}" for line in gate[1:]), ""]
+    lines += [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students; vanilla: over the "
              f"students); weights chosen on the {study['selection']}", "",
              "| arm | " + " | ".join(MEASURES.values()) + " | retry copies reflection | tokens generated in training |",
              "|---" * (len(MEASURES) + 3) + "|"]

@@ -78,6 +78,11 @@ class Task:
         """The final answer a completion gives (for the copy measure), or None; optional for a task."""
         return None
 
+    def operations(self, completion: str) -> list[bool] | None:
+        """Whether each single operation a completion writes out ("49-37=12") is right, for the arithmetic
+        precondition (r3kit.eval.preconditions); None for a task that writes none. Optional for a task."""
+        return None
+
     def validate_example(self, example: dict) -> None:
         """Raise ValueError naming the problem if `example` is not a usable row of this task."""
         missing = [c for c in self.columns if c not in example]

@@ -136,6 +136,19 @@ def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
         raise ValueError(str(reject)) from None
 
 
+_OPERATION = re.compile(r"(?<![\d.])(\d{1,6})\s*([+\-*/])\s*(\d{1,6})\s*=\s*(-?\d{1,7})(?![\d.])")
+
+
+def written_operations(text: str) -> list[bool]:
+    """Each single operation written as "a op b = c" in `text` (worked steps, a reflection's recomputed
+    values), in order: True where c is its true value. Division by zero is never right."""
+    out = []
+    for a, op, b, claimed in _OPERATION.findall(text[:20_000]):
+        x, y = Fraction(int(a)), Fraction(int(b))
+        out.append({"+": x + y, "-": x - y, "*": x * y, "/": x / y if y else None}[op] == int(claimed))
+    return out
+
+
 def check_equation(answer: str, nums: list[int], target: int | float) -> Verdict:
     if len(answer) > MAX_ANSWER_CHARS:
         return Verdict(False, f"answer longer than {MAX_ANSWER_CHARS} characters")
@@ -173,6 +186,9 @@ class CountdownTask(Task):
 
     def answer(self, completion: str) -> str | None:
         return extract_answer(completion) if isinstance(completion, str) else None
+
+    def operations(self, completion: str) -> list[bool] | None:
+        return written_operations(completion) if isinstance(completion, str) else None
 
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
