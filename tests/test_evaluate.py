@@ -6,7 +6,17 @@ import math
 import pytest
 from fakes import ScriptedGenerator
 
-from r3kit.eval.evaluate import EvalConfig, copied, evaluate, on_fixed_failures, own_failures, paired_with, summarize
+from r3kit.eval.evaluate import (
+    EvalConfig,
+    copied,
+    evaluate,
+    frozen_retrier,
+    on_fixed_failures,
+    own_failures,
+    paired_with,
+    summarize,
+    swapped_reflection,
+)
 from r3kit.eval.stats import proportion
 from r3kit.infra.io import read_jsonl
 from r3kit.tasks import get_task
@@ -154,3 +164,57 @@ def test_copy_rate_counts_retries_whose_answer_stands_in_the_reflection():
             {"first": {}, "second": {}}]  # solved at first: no reflection
     assert copied(task, rows) == proportion(1, 3)
     assert copied(get_task("function_calling"), rows) is None  # a task without `answer` has no copy measure
+
+
+def test_the_frozen_retrier_takes_the_reflection_from_one_model_and_the_retry_from_another(tiny):
+    """A trained model whose reflections are right but whose own retries are wrong: on vanilla's failed attempts
+    its retry fails (on_fixed_failures), while vanilla retrying after its reflection passes (frozen retrier)."""
+    task = get_task("countdown", style="compact")
+    problems = [{"target": 6, "nums": [1, 2, 3]}, {"target": 9, "nums": [4, 5]}, {"target": 2, "nums": [1, 1]}]
+    solutions = {"1 2 3 = 6": "1+2+3", "4 5 = 9": "4+5", "1 1 = 2": "1+1"}
+
+    def vanilla(c):  # fails first; reflects vaguely; its retry copies a reflection's "use X", else guesses 1
+        if len(c) == 1:
+            return "<answer>1+1</answer>" if c[0]["content"] == "1 1 = 2" else "<answer>1</answer>"
+        if c[-1]["content"] == task.prompts.reflection_request:
+            return "think harder"
+        reflection = c[-2]["content"]
+        return f"<answer>{reflection[4:]}</answer>" if reflection.startswith("use ") else "<answer>1</answer>"
+
+    def trained(c):  # reflects with the solution, retries badly
+        if c[-1]["content"] == task.prompts.reflection_request:
+            return f"use {solutions[c[0]['content']]}"
+        return "<answer>1</answer>"
+
+    baseline = evaluate(None, None, task, problems, EvalConfig(), generator=ScriptedGenerator(tiny[1], vanilla)).transcripts
+    assert [row["first"]["verdict"]["ok"] for row in baseline] == [False, False, True]
+    frozen, rows = frozen_retrier(ScriptedGenerator(tiny[1], trained), ScriptedGenerator(tiny[1], vanilla), task, baseline,
+                                  EvalConfig())
+    assert frozen["baseline"]["successes"] == 0 and frozen["model"]["successes"] == 2 and frozen["model"]["n"] == 2
+    assert frozen["paired"]["gained"] == 2 and frozen["paired"]["lost"] == 0
+    assert [r["second"]["reflection"]["messages"][1]["content"] for r in rows] == ["use 1+2+3", "use 4+5"]
+    fixed, _ = on_fixed_failures(ScriptedGenerator(tiny[1], trained), task, baseline, EvalConfig())
+    assert fixed["model"]["successes"] == 0  # the same reflections, the trained model's own retry
+
+
+def test_a_swapped_reflection_bounds_what_a_reflection_carries(tiny):
+    """Reflections that name their problem's solution rescue every failure; the same reflections moved to
+    another problem rescue none."""
+    task = get_task("countdown", style="compact")
+    problems = [{"target": 6, "nums": [1, 2, 3]}, {"target": 9, "nums": [4, 5]}, {"target": 2, "nums": [1, 1]}]
+    solutions = {"1 2 3 = 6": "1+2+3", "4 5 = 9": "4+5", "1 1 = 2": "1+1"}
+
+    def model(c):
+        if len(c) == 1:
+            return "<answer>1</answer>"
+        if c[-1]["content"] == task.prompts.reflection_request:
+            return f"use {solutions[c[0]['content']]}"
+        reflection = c[-2]["content"]
+        return f"<answer>{reflection[4:]}</answer>" if reflection.startswith("use ") else "<answer>1</answer>"
+
+    generator = ScriptedGenerator(tiny[1], model)
+    transcripts = evaluate(None, None, task, problems, EvalConfig(), generator=generator).transcripts
+    bound, rows = swapped_reflection(generator, task, transcripts, EvalConfig())
+    assert bound["own"]["successes"] == 3 and bound["swapped"]["successes"] == 0 and bound["swapped"]["n"] == 3
+    assert bound["own_vs_swapped"]["gained"] == 3 and [r["reflection"] for r in rows] == ["use 4+5", "use 1+1", "use 1+2+3"]
+    assert swapped_reflection(generator, task, transcripts[:1], EvalConfig()) == (None, [])

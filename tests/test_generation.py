@@ -42,3 +42,35 @@ def test_training_mode_is_restored_and_cpu_gets_transformers(tiny):
     assert model.training
     model.eval()
     assert isinstance(make_generator(model, tokenizer), HFGenerator)
+
+
+def test_the_base_generator_switches_a_lora_adapter_off_and_needs_one():
+    """The frozen retrier's vanilla under a trained adapter: greedy text equal to the model before LoRA, while
+    the adapter on writes something else; no adapter, no base generator (the base weights load by themselves)."""
+    import torch
+
+    from r3kit.models.generation import VLLMGenerator, base_generator
+    from r3kit.models.loading import ModelConfig, attach_lora, load_model
+
+    model, tokenizer = load_model(ModelConfig(name="tiny"))  # its own copy: LoRA goes into its modules
+    greedy = Sampling(max_new_tokens=8)
+    before = [o.token_ids for o in HFGenerator(model, tokenizer).generate(CONVERSATIONS, greedy)]
+    assert base_generator(model, tokenizer) is None
+    peft = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "o_proj"])
+    torch.manual_seed(0)
+    for name, weight in peft.named_parameters():
+        if "lora_B" in name:
+            weight.data.normal_(0.0, 2.0)  # a trained adapter's effect, large enough to change greedy text
+    on = [o.token_ids for o in HFGenerator(peft, tokenizer).generate(CONVERSATIONS, greedy)]
+    off = base_generator(peft, tokenizer, batch_size=2)
+    assert [o.token_ids for o in off.generate(CONVERSATIONS, greedy)] == before != on
+    assert [o.token_ids for o in HFGenerator(peft, tokenizer).generate(CONVERSATIONS, greedy)] == on  # back on after
+
+    class Engine:  # a vLLM model carrying a saved adapter: the base generator sends no LoRA request
+        vllm_engine, r3kit_adapter = object(), "adapter/"
+
+        def load_lora(self, *args, **kwargs):
+            raise AssertionError("the base generator asked vLLM for the adapter")
+
+    vllm = base_generator(Engine(), tokenizer)
+    assert isinstance(vllm, VLLMGenerator) and vllm.base and vllm.lora_request() is None

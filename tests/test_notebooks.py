@@ -76,6 +76,11 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
             fixed = read_jsonl(run_dir / "eval" / which / "on_vanilla_failures.jsonl")
             assert entry["on_vanilla_failures"]["model"]["n"] == len(fixed) == metrics["vanilla"]["failed_first_attempts"]
             assert entry["on_vanilla_failures"]["model"]["successes"] == sum(r["second"]["reflection"]["verdict"]["ok"] for r in fixed)
+            frozen = read_jsonl(run_dir / "eval" / which / "frozen_retrier.jsonl")  # its reflection, vanilla's retry
+            assert entry["frozen_retrier"]["model"]["n"] == len(frozen) == metrics["vanilla"]["failed_first_attempts"]
+            assert entry["frozen_retrier"]["model"]["successes"] == sum(r["second"]["reflection"]["verdict"]["ok"] for r in frozen)
+        else:  # the bound: vanilla's retry after its reflection on another problem
+            assert entry["swapped_reflection"]["swapped"]["n"] == entry["failed_first_attempts"]
     for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "accuracy_by_difficulty.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert json.loads((run_dir / "preconditions.json").read_text())["measured"] is False  # smoke has no validation split

@@ -126,8 +126,9 @@ def first_attempts(generator, task: Task, examples: list[dict], cfg: EpisodeConf
 
 
 def second_turns(generator, task: Task, episodes: list[Episode], cfg: EpisodeConfig, condition: str = "reflection",
-                 progress: bool = True) -> list[Episode]:
-    """Step 3-4 for `condition`, on the episodes whose first attempt failed (others are left untouched)."""
+                 progress: bool = True, retrier=None) -> list[Episode]:
+    """Step 3-4 for `condition`, on the episodes whose first attempt failed (others are left untouched).
+    `retrier`: another model's generator writes the retries (the frozen retrier, eval/evaluate.py)."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
     failed = [e for e in episodes if not e.first.ok]
@@ -141,7 +142,7 @@ def second_turns(generator, task: Task, episodes: list[Episode], cfg: EpisodeCon
     else:
         reflections = [None] * len(failed)
         retry_prompts = [control_conversation(task, e.example, e.attempt, condition) for e in failed]
-    retries = generator.generate(retry_prompts, cfg.sampling("retry", 2), progress=label("retries"))
+    retries = (retrier or generator).generate(retry_prompts, cfg.sampling("retry", 2), progress=label("retries"))
     for episode, convo, reflection, retry in zip(failed, retry_prompts, reflections, retries):
         after_attempt = convo[len(episode.prompt) + 1 :]
         episode.second[condition] = SecondTurn(

@@ -15,6 +15,9 @@ the noise that changed first attempts add to second-try accuracy. Its `both_fail
 only the problems the trained model also fails at first, so a rescue cannot come from first-try skill.
 `paired_with` compares two whole evaluations problem by problem (first and second try gained/lost,
 first attempts that changed).
+`frozen_retrier` isolates the reflection: the trained model reflects on vanilla's failed attempts and
+*vanilla* retries after it, against vanilla reflecting and retrying (paired). `swapped_reflection` is its
+lower bound for one model: the retry follows the model's reflection on another problem.
 
 What the reflection itself adds, on the model's own failed first attempts (`own_failures`): retry
 success after its own reflection, after no reflection and after the generic one, paired problem by
@@ -29,7 +32,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r3kit.core.episodes import CONDITIONS, Episode, EpisodeConfig, run_episodes, second_turns
+from r3kit.core.episodes import (
+    CONDITIONS,
+    Episode,
+    EpisodeConfig,
+    reflection_conversation,
+    retry_conversation,
+    run_episodes,
+    second_turns,
+)
 from r3kit.eval.stats import mcnemar, proportion
 from r3kit.infra.io import write_json, write_jsonl
 from r3kit.models.generation import make_generator
@@ -189,6 +200,57 @@ def _episode(row: dict) -> Episode:
                    Verdict(first["verdict"]["ok"], first["verdict"]["reason"]), first.get("attempt_tokens", 0))
 
 
+def _failed(baseline: list[dict]) -> list[dict]:
+    """The rows of `baseline` (transcript rows with their reflection condition) whose first attempt failed."""
+    failed = [row for row in baseline if not row["first"]["verdict"]["ok"]]
+    if not failed:
+        raise ValueError("the baseline transcripts have no failed first attempt to reflect on")
+    missing = [row["index"] for row in failed if "reflection" not in row["second"]]
+    if missing:
+        raise ValueError(f"baseline transcripts lack the reflection condition (e.g. problem {missing[0]})")
+    return failed
+
+
+def _reflection(row: dict) -> str:
+    return row["second"]["reflection"]["messages"][1]["content"]  # request, reflection, retry request, retry
+
+
+def frozen_retrier(generator, retrier, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True
+                   ) -> tuple[dict, list[dict]]:
+    """What the reflection alone adds: `generator` (a trained model) reflects on the failed first attempts of
+    `baseline` (vanilla's transcripts) and `retrier` (vanilla) retries after it, against vanilla reflecting and
+    retrying on the same attempts (paired, exact McNemar). Training cannot have changed how the retry reads a
+    reflection here, so a difference is the reflection's. (metrics, transcripts)."""
+    failed = _failed(baseline)
+    episodes = second_turns(generator, task, [_episode(row) for row in failed], cfg.episode(), "reflection", progress,
+                            retrier=retrier)
+    b = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
+    a = [e.second["reflection"].verdict.ok for e in episodes]
+    return ({"baseline": proportion(sum(b), len(b)), "model": proportion(sum(a), len(a)), "paired": mcnemar(b, a)},
+            [e.to_dict() for e in episodes])
+
+
+def swapped_reflection(generator, task, transcripts: list[dict], cfg: EvalConfig, progress: bool = True
+                       ) -> tuple[dict | None, list[dict]]:
+    """A bound on what a reflection carries: each failed first attempt of `transcripts` (the model's own
+    evaluation) is retried after the model's reflection on *another* failed problem (the next one), by the same
+    model. A reflection whose content about its own problem matters does better than this; one that does no
+    better helps, if at all, only as a generic turn. (metrics, transcripts); (None, []) with < 2 failures."""
+    failed = [row for row in transcripts if not row["first"]["verdict"]["ok"] and "reflection" in row["second"]]
+    if len(failed) < 2:
+        return None, []
+    shifted = [_reflection(row) for row in failed[1:] + failed[:1]]
+    prompts = [retry_conversation(task, reflection_conversation(task, row["example"], row["first"]["messages"][-1]["content"]),
+                                  text) for row, text in zip(failed, shifted)]
+    retries = generator.generate(prompts, cfg.episode().sampling("retry", 2), progress="swapped: retries" if progress else None)
+    swapped = [task.verify(r.text, row["example"]).ok for r, row in zip(retries, failed)]
+    own = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
+    rows = [{"index": row["index"], "reflection": text, "retry": r.text, "ok": ok}
+            for row, text, r, ok in zip(failed, shifted, retries, swapped)]
+    return ({"own": proportion(sum(own), len(own)), "swapped": proportion(sum(swapped), len(swapped)),
+             "own_vs_swapped": mcnemar(swapped, own)}, rows)
+
+
 def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True,
                       own: list[dict] | None = None) -> tuple[dict, list[dict]]:
     """Reflect and retry with `generator` on the failed first attempts of `baseline` (transcript rows of
@@ -196,12 +258,7 @@ def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, pr
     metrics: `baseline` and `model` retry success on those attempts (proportions) and `paired` (McNemar);
     with `own` (this model's transcripts on the same problems), `both_failed_first`: the same on the
     problems this model also fails at first."""
-    failed = [row for row in baseline if not row["first"]["verdict"]["ok"]]
-    if not failed:
-        raise ValueError("the baseline transcripts have no failed first attempt to reflect on")
-    missing = [row["index"] for row in failed if "reflection" not in row["second"]]
-    if missing:
-        raise ValueError(f"baseline transcripts lack the reflection condition (e.g. problem {missing[0]})")
+    failed = _failed(baseline)
     episodes = second_turns(generator, task, [_episode(row) for row in failed], cfg.episode(), "reflection", progress)
     b = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
     a = [e.second["reflection"].verdict.ok for e in episodes]

@@ -29,7 +29,7 @@ MARKER = ".r3kit-run.json"
 # Where stages write, relative to the run folder (student-* are a study's per-student folders)
 STAGE_OUTPUTS = ("student", "eval", "failures", "train", "figures", "notebooks", "metrics.json", "stages.json",
                  "student.json", "manifest.json", "study.json", "table.md", "trackio", "forgetting",
-                 "forgetting.json", "launch", "logs")
+                 "forgetting.json", "launch", "logs", "preconditions", "preconditions.json")
 MIN_FREE_BYTES = 1 << 30  # what a CPU profile's run folder needs, with room to spare (cpu-demo writes about 60 MB)
 
 

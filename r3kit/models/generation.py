@@ -208,8 +208,11 @@ class VLLMGenerator:
     live_lora_dir: str | None = None
     stats: Stats = field(default_factory=Stats)
     split: bool = False  # share each call's requests among the launcher's processes (distributed.py)
+    base: bool = False  # generate with the base weights alone, whatever LoRA the model carries
 
     def lora_request(self):
+        if self.base:
+            return None
         if self.adapter is not None:  # path mode: vLLM reads the folder itself, once (the request is kept)
             if getattr(self, "_adapter_request", None) is None:
                 self._adapter_request = self.model.load_lora(str(self.adapter))
@@ -254,6 +257,27 @@ class VLLMGenerator:
         if size > 1:
             results = _gathered(self.stats, dict(zip(mine, results)), len(prompts))
         return results
+
+
+@dataclass
+class AdapterOffGenerator(HFGenerator):
+    """transformers generation with a PEFT model's adapter switched off (peft's `disable_adapter`): the base model."""
+
+    def generate(self, conversations: list[list[Message]], sampling: Sampling, progress: str | None = None) -> list[Completion]:
+        with self.model.disable_adapter():
+            return super().generate(conversations, sampling, progress)
+
+
+def base_generator(model, tokenizer, batch_size: int = 64, split: bool = False):
+    """A generator of the base model under `model`'s LoRA adapter (vLLM: no LoRA request; transformers: the
+    adapter switched off), or None when `model` carries no adapter (fully fine-tuned weights: load the base
+    model by itself). One model in memory serves both, as the frozen retrier needs (eval/evaluate.py)."""
+    if getattr(model, "vllm_engine", None) is not None:
+        carries = getattr(model, "r3kit_adapter", None) is not None or hasattr(model, "peft_config")
+        return VLLMGenerator(model, tokenizer, split=split, base=True) if carries else None
+    if hasattr(model, "peft_config") and hasattr(model, "disable_adapter"):
+        return AdapterOffGenerator(model, tokenizer, batch_size=batch_size, split=split)
+    return None
 
 
 def make_generator(model, tokenizer, batch_size: int = 64, backend: str = "auto", live_lora_dir: str | None = None,

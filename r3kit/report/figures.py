@@ -97,6 +97,24 @@ def table_markdown(run_dir: str | Path) -> str:
             paired = entry["paired"]
             lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
                          f"p = {paired['p_value']:.2g} |")
+    frozen = [(label, metrics[key]["frozen_retrier"]) for key, label in _models(metrics)
+              if "frozen_retrier" in metrics.get(key, {})]
+    if frozen:
+        n = frozen[0][1]["baseline"]["n"]
+        lines += ["", f"Frozen retrier: each model's reflection on the vanilla model's {n} failed first attempts, then the "
+                  "*vanilla* model's retry (what the reflection alone adds)", "",
+                  "| reflection by | retry success | vs vanilla's reflection (exact two-sided McNemar) |", "|---|---|---|",
+                  f"| vanilla | {_cell(frozen[0][1]['baseline'])} | — |"]
+        for label, entry in frozen:
+            paired = entry["paired"]
+            lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
+                         f"p = {paired['p_value']:.2g} |")
+    swapped = metrics.get("vanilla", {}).get("swapped_reflection")
+    if swapped:
+        paired = swapped["own_vs_swapped"]
+        lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(swapped['own'])} and after its "
+                  f"reflection on another problem {_cell(swapped['swapped'])} ({swapped['own']['n']} failed attempts; "
+                  f"own gained {paired['gained']}, lost {paired['lost']}, p = {paired['p_value']:.2g})"]
     pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in _models(metrics)
              if "paired_vs_vanilla" in metrics.get(key, {})]
     if pairs:

@@ -6,8 +6,10 @@
                                   (eval/preconditions.py; train_stage measures it first and prints it)
     train_stage(run, arm, seed)   r3 | grpo | retry_control (the arms; see core/trainer.py)         -> train/<variant>/
     evaluate_stage(run, which)    vanilla, or a trained variant, on the test split           -> eval/<which>/
-                                  (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures,
-                                  and is paired with vanilla problem by problem: paired_vs_vanilla)
+                                  (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures;
+                                  its reflections there are retried by vanilla: frozen_retrier; and it is paired with
+                                  vanilla problem by problem: paired_vs_vanilla. Vanilla's retries after another
+                                  problem's reflection: swapped_reflection)
     forgetting_stage(run)         vanilla and the trained variants on lm-eval benchmarks     -> forgetting/
                                   (profiles with a `forgetting` section; see forgetting.py)
     figures_stage(run)            table and figures from the saved files only                -> figures/
@@ -41,14 +43,14 @@ from r3kit.core.mining import load_failures, mine_failures
 from r3kit.core.trainer import check_processes, checkpoints, train
 from r3kit.data import load_split, source_for
 from r3kit.eval import forgetting
-from r3kit.eval.evaluate import evaluate, on_fixed_failures, paired_with
+from r3kit.eval.evaluate import evaluate, frozen_retrier, on_fixed_failures, paired_with, swapped_reflection
 from r3kit.eval.forgetting import fingerprint, require_harness
 from r3kit.eval.preconditions import describe, measure, not_measured
 from r3kit.eval.selection import best_step
 from r3kit.infra.distributed import barrier, world
 from r3kit.infra.errors import UserError
 from r3kit.infra.io import portable, read_json, read_jsonl, write_json, write_jsonl
-from r3kit.models.generation import HFGenerator, make_generator, prompt_ids
+from r3kit.models.generation import HFGenerator, base_generator, make_generator, prompt_ids
 from r3kit.models.loading import load_model, load_tokenizer, release, to_generation_device
 from r3kit.runs import launch
 from r3kit.runs.profiles import RunConfig, episode_turns
@@ -251,6 +253,21 @@ def select_stage(run: RunConfig, which: str) -> dict:
     return selection
 
 
+def _frozen_retrier(run: RunConfig, model, generator, baseline_rows: list[dict]) -> tuple[dict, list[dict]]:
+    """The trained model reflects, vanilla retries (eval/evaluate.py): vanilla is the trained model's adapter
+    switched off where it carries one, else the base weights loaded beside it for this step."""
+    retrier = base_generator(model, generator.tokenizer, batch_size=run.evaluate.batch_size, split=True)
+    if retrier is not None:
+        return frozen_retrier(generator, retrier, run.get_task(), baseline_rows, run.evaluate)
+    vanilla, tokenizer = load_model(run.model)
+    vanilla = to_generation_device(vanilla)
+    try:
+        retrier = make_generator(vanilla, tokenizer, batch_size=run.evaluate.batch_size, split=True)
+        return frozen_retrier(generator, retrier, run.get_task(), baseline_rows, run.evaluate)
+    finally:
+        release(vanilla)
+
+
 def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     """Evaluate vanilla or a trained variant on the test split; writes eval/<which>/ and metrics.json.
     A trained variant is first selected on validation (select_stage) when the profile selects."""
@@ -285,6 +302,11 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                         "step": step, "selected_on": "validation", "metric": selection["metric"],
                         "validation_score": selection["scores"][step], "last": selection["last"]}
                 baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
+                if arm is None and "reflection" in run.evaluate.conditions:  # the bound: another problem's reflection
+                    swapped, transcripts = swapped_reflection(generator, run.get_task(), result.transcripts, run.evaluate)
+                    if swapped is not None:
+                        write_jsonl(out / "swapped_reflection.jsonl", transcripts)
+                        entry["swapped_reflection"] = result.metrics["swapped_reflection"] = swapped
                 if arm is not None and baseline.exists() and "reflection" in run.evaluate.conditions:
                     baseline_rows = read_jsonl(baseline)
                     entry["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(
@@ -293,6 +315,9 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                                                            own=result.transcripts)
                     write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
                     entry["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
+                    frozen, transcripts = _frozen_retrier(run, model, generator, baseline_rows)
+                    write_jsonl(out / "frozen_retrier.jsonl", transcripts)
+                    entry["frozen_retrier"] = result.metrics["frozen_retrier"] = frozen
                 write_json(out / "metrics.json", result.metrics)
                 metrics[name_] = entry
                 write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished

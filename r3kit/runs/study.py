@@ -88,6 +88,13 @@ def _unit(metrics: dict, which: str) -> dict[str, Any]:
             out[f"own_failures_{condition}"] = own[condition]["accuracy"]
     if own:
         out["own_failures_n"] = own["reflection"]["n"]
+        for control in ("no_reflection", "generic_reflection"):  # what the reflection adds over a control
+            if control in own:
+                out[f"reflection_gain_over_{control}"] = own["reflection"]["accuracy"] - own[control]["accuracy"]
+    frozen = m.get("frozen_retrier")
+    if frozen:  # the arm's reflection, vanilla's retry; against vanilla's reflection and retry
+        out["frozen_retrier"] = frozen["model"]["accuracy"]
+        out["frozen_retrier_vanilla"] = frozen["baseline"]["accuracy"]
     fixed = m.get("on_vanilla_failures")
     if fixed:
         out["on_vanilla_failures"] = fixed["model"]["accuracy"]
@@ -131,7 +138,9 @@ def collect(run) -> list[dict[str, Any]]:
 
 
 COMPARISONS = (("r3", "vanilla"), ("r3", "grpo"), ("r3", "retry_control"), ("grpo", "vanilla"), ("retry_control", "vanilla"))
-COMPARED = ("first_try", "second_try", "second_try_last", "on_vanilla_failures")
+# reflection_gain_*: arm minus vanilla is the difference-in-differences, (own - control) trained - (own - control) vanilla
+COMPARED = ("first_try", "second_try", "second_try_last", "on_vanilla_failures", "reflection_gain_over_no_reflection",
+            "reflection_gain_over_generic_reflection")
 
 
 def aggregate(run) -> dict[str, Any]:
@@ -177,6 +186,8 @@ def aggregate(run) -> dict[str, Any]:
                 within[f"{arm}: own reflection - {control}, on its own failures"] = d
         if (d := paired("on_vanilla_failures", "on_vanilla_failures_vanilla", arm, arm)) is not None:
             within[f"{arm} - vanilla: retry on vanilla's failed attempts"] = d
+        if (d := paired("frozen_retrier", "frozen_retrier_vanilla", arm, arm)) is not None:
+            within[f"{arm} - vanilla: frozen retrier (its reflection, vanilla's retry) on vanilla's failed attempts"] = d
         if (d := paired("both_failed_first", "both_failed_first_vanilla", arm, arm)) is not None:
             within[f"{arm} - vanilla: retry on vanilla's failures that {arm} also fails first"] = d
     gates = {}  # R3's preconditions, as each student's folder recorded them before its first training
