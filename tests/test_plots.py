@@ -18,9 +18,14 @@ def make_run(path):
                    "retry_generic_reflection": _entry(base + 12),
                    "by_difficulty": {"3 numbers": {"first_try": _entry(base // 2, 100), "second_try": _entry(base // 2 + 9, 100)},
                                      "4 numbers": {"first_try": _entry(base // 4, 100), "second_try": _entry(base // 4 + 3, 100)}}}
+        if which == "vanilla":
+            metrics["swapped_reflection"] = {"own": _entry(30, 120), "swapped": _entry(12, 120),
+                                             "own_vs_swapped": {"gained": 25, "lost": 7, "p_value": 0.002}}
         if which != "vanilla":
             metrics["on_vanilla_failures"] = {"baseline": _entry(30, 120), "model": _entry(base - 30, 120),
                                               "paired": {"gained": base - 40, "lost": 10, "p_value": 0.001}}
+            metrics["frozen_retrier"] = {"baseline": _entry(30, 120), "model": _entry(base - 45, 120),
+                                         "paired": {"gained": base - 55, "lost": 20, "p_value": 0.04}}
             metrics["paired_vs_vanilla"] = {"first_try": {"gained": 30, "lost": 31, "p_value": 0.6},
                                             "second_try": {"gained": 45, "lost": 20, "p_value": 0.001},
                                             "changed_first_attempts": 77, "n": 200}
@@ -53,6 +58,9 @@ def test_all_figures_from_files(tmp_path):
     assert "vanilla model's 120 failed first attempts" in table and "| vanilla | 25.0 [" in table
     assert "| R3-trained | 41.7 [" in table and "40 gained, 10 lost, p = 0.001 |" in table
     assert "the same 200 problems" in table
+    assert "then the *vanilla* model's retry" in table and "| R3-trained | 29.2 [" in table
+    assert "| R3-trained | 29.2 [21.8, 37.8] | 25 gained, 20 lost, p = 0.04 |" in table  # its reflection, vanilla's retry
+    assert "after its reflection on another problem 10.0 [" in table and "own gained 25, lost 7, p = 0.002" in table
     assert "| R3-trained | 30 gained, 31 lost, p = 0.6 | 45 gained, 20 lost, p = 0.001 | 77 |" in table
 
 

@@ -86,29 +86,15 @@ def table_markdown(run_dir: str | Path) -> str:
     for key, label in _models(metrics):
         if key in metrics:
             lines.append(f"| {label} | " + " | ".join(_cell(metrics[key].get(c)) for c, _ in COLUMNS) + " |")
-    fixed = _fixed(metrics)
-    if fixed:
-        n = fixed[0][2]["baseline"]["n"]
-        lines += ["", f"Retry success % [Wilson 95% interval] after the model's own reflection on the vanilla model's {n} "
-                  "failed first attempts (the same attempts for every model)", "",
-                  "| model | retry success | vs vanilla on the same attempts (exact two-sided McNemar) |", "|---|---|---|",
-                  f"| vanilla | {_cell(fixed[0][2]['baseline'])} | — |"]
-        for _, label, entry in fixed:
-            paired = entry["paired"]
-            lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
-                         f"p = {paired['p_value']:.2g} |")
+    fixed = [(label, entry) for _, label, entry in _fixed(metrics)]
+    lines += _against_vanilla(fixed, "Retry success % [Wilson 95% interval] after the model's own reflection on the vanilla "
+                              "model's {n} failed first attempts (the same attempts for every model)", "model",
+                              "vs vanilla on the same attempts")
     frozen = [(label, metrics[key]["frozen_retrier"]) for key, label in _models(metrics)
               if "frozen_retrier" in metrics.get(key, {})]
-    if frozen:
-        n = frozen[0][1]["baseline"]["n"]
-        lines += ["", f"Frozen retrier: each model's reflection on the vanilla model's {n} failed first attempts, then the "
-                  "*vanilla* model's retry (what the reflection alone adds)", "",
-                  "| reflection by | retry success | vs vanilla's reflection (exact two-sided McNemar) |", "|---|---|---|",
-                  f"| vanilla | {_cell(frozen[0][1]['baseline'])} | — |"]
-        for label, entry in frozen:
-            paired = entry["paired"]
-            lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
-                         f"p = {paired['p_value']:.2g} |")
+    lines += _against_vanilla(frozen, "Frozen retrier: each model's reflection on the vanilla model's {n} failed first "
+                              "attempts, then the *vanilla* model's retry (what the reflection alone adds)", "reflection by",
+                              "vs vanilla's reflection")
     swapped = metrics.get("vanilla", {}).get("swapped_reflection")
     if swapped:
         paired = swapped["own_vs_swapped"]
@@ -124,6 +110,20 @@ def table_markdown(run_dir: str | Path) -> str:
             cells = [f"{pair[k]['gained']} gained, {pair[k]['lost']} lost, p = {pair[k]['p_value']:.2g}" for k in ("first_try", "second_try")]
             lines.append(f"| {label} | {cells[0]} | {cells[1]} | {pair['changed_first_attempts']} |")
     return "\n".join(lines) + "\n"
+
+
+def _against_vanilla(entries: list[tuple[str, dict]], title: str, who: str, versus: str) -> list[str]:
+    """A table of retry success on vanilla's failed attempts: vanilla's row, then each model's, paired against it."""
+    if not entries:
+        return []
+    lines = ["", title.format(n=entries[0][1]["baseline"]["n"]), "",
+             f"| {who} | retry success | {versus} (exact two-sided McNemar) |", "|---|---|---|",
+             f"| vanilla | {_cell(entries[0][1]['baseline'])} | — |"]
+    for label, entry in entries:
+        paired = entry["paired"]
+        lines.append(f"| {label} | {_cell(entry['model'])} | {paired['gained']} gained, {paired['lost']} lost, "
+                     f"p = {paired['p_value']:.2g} |")
+    return lines
 
 
 def _fixed(metrics: dict) -> list[tuple[str, str, dict]]:
