@@ -171,7 +171,7 @@ def _reproduce(args) -> int:
     return 0
 
 
-STAGE_NAMES = ("student", "mine", "train", "evaluate")
+STAGE_NAMES = ("student", "mine", "preconditions", "train", "evaluate")
 
 
 def _run_stage(args) -> int:

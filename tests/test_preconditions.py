@@ -103,6 +103,13 @@ def test_a_run_measures_the_gate_before_training_and_a_stop_trains_nothing(tmp_p
     assert (tmp_path / "gated" / "preconditions.json").read_text() == written  # kept, not measured again
     assert json.loads(written)["identity"]["settings"]["on_fail"] == "stop"
 
+    from r3kit.cli import main
+
+    assert main(["run", "preconditions", "--profile", "smoke", "--out", str(tmp_path / "gated"), "--set",
+                 "data.n_validation=4", "--set", 'preconditions={"on_fail": "stop", "min_gain": 0.5, "min_signal": 1.0}']) == 0
+    assert "gate FAILED" in capsys.readouterr().out  # `r3kit run preconditions` shows the kept record
+    assert (tmp_path / "gated" / "preconditions.json").read_text() == written
+
     plain = resolve("smoke", tmp_path / "plain")
     record = preconditions_stage(plain)
     assert record["measured"] is False and "no validation split" in record["reason"]

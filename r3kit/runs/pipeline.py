@@ -550,7 +550,11 @@ def run_stage(run: RunConfig, stage: str, arm: str = "r3", seed: int | None = No
         return train_stage(run, arm, seed)
     if stage == "evaluate":
         return evaluate_stage(run, which)
-    raise ValueError(f"unknown stage {stage!r}; choose student, mine, train or evaluate")
+    if stage == "preconditions":  # the gate alone, as training would measure it first
+        record = preconditions_stage(run)
+        print("\n".join(describe(record)) if record is not None else "this profile sets preconditions to null")
+        return record
+    raise ValueError(f"unknown stage {stage!r}; choose student, mine, preconditions, train or evaluate")
 
 
 def load_run(run_dir: str | Path) -> dict:
