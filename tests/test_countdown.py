@@ -141,3 +141,13 @@ def test_every_generated_problem_has_a_solution_that_verifies(seed):
 def test_solver_finds_known_solutions_and_reports_impossible_ones():
     assert TASK.verify(f"<answer>{solve([1, 2, 3, 4], 24)}</answer>", {"target": 24, "nums": [1, 2, 3, 4]}).ok
     assert solve([1, 1, 1], 100) is None
+
+
+def test_written_operations_checks_each_single_operation_and_never_a_chain():
+    from r3kit.tasks.countdown import written_operations
+
+    assert written_operations("49-37=12,12*5=60 so <answer>(49-37)*5</answer>") == [True, True]
+    assert written_operations("49-37=11,49-11=60") == [False, False]  # a slip, then a faked target
+    assert written_operations("check: 7+14=21. then 8/0=1, 9/3=3") == [True, False, True]
+    assert written_operations("2+3+4=9 and -3+5=2 and 1.5+2=3.5") == []  # chains, signs and decimals are not single
+    assert written_operations("no steps <answer>1+2</answer>") == [] and get_task("countdown").operations(None) is None

@@ -114,7 +114,7 @@ def measure(generator, task, rows: list[dict], episode: EpisodeConfig, train: Tr
 def describe(record: dict | None) -> list[str]:
     """The gate in a few lines of words, for every report: what was measured, the numbers, what failed."""
     if not record:
-        return ["R3's preconditions: not recorded for this run (it predates the gate)."]
+        return ["R3's preconditions: not recorded for this run (made before the gate, or with preconditions=null)."]
     if not record.get("measured"):
         return [f"R3's preconditions: not measured ({record['reason']})."]
     success, signal = record["retry_success"], record["groups_with_signal"]

@@ -51,12 +51,11 @@ def progress(*args, **kwargs):
 def stderr_to_log() -> Path | None:
     """In a kernel given R3KIT_STDERR_LOG, send everything written to stderr to that file (module docstring);
     returns its path, or None where nothing was changed (an interactive session keeps its messages)."""
-    from IPython import get_ipython
-
     path = os.environ.get("R3KIT_STDERR_LOG")
     stream = sys.stderr
-    if not path or not in_notebook() or getattr(stream, "r3kit_log", None):
+    if not path or not in_notebook() or getattr(stream, "r3kit_log", None):  # IPython is imported only past here
         return getattr(stream, "r3kit_log", None)
+    from IPython import get_ipython
     log = Path(path)
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "a", buffering=1, encoding="utf-8", errors="replace")

@@ -366,19 +366,21 @@ def preconditions_stage(run: RunConfig) -> dict | None:
     path = run.run_dir / "preconditions.json"
     episode = run.evaluate.episode()
     train = run.train
-    identity = json.loads(json.dumps({
-        "model": portable(run.model.name), "weights": fingerprint(run.model.name), "data": dataclasses.asdict(run.data),
+    identity = json.loads(json.dumps(portable({  # as the file holds it
+        "task": run.task, "prompt_style": run.prompt_style, "model": dataclasses.asdict(run.model),
+        "weights": fingerprint(run.model.name), "data": dataclasses.asdict(run.data),
         "episode": dataclasses.asdict(episode), "settings": dataclasses.asdict(cfg),
         "training": {k: getattr(train, k) for k in ("group_size", "reflection_tokens", "retry_tokens", "temperature",
-                                                    "retry_temperature", "top_p", "seed")}}, default=str))
+                                                    "retry_temperature", "top_p", "seed")}}), default=str))
     if path.exists() and read_json(path).get("identity") == identity:
         return read_json(path)
     if run.data.n_validation == 0:
         record = not_measured(cfg, "this run has no validation split (data.n_validation = 0)")
     else:
         rows = _rows(run, "validation")[: cfg.n_examples]
-        check_context_with_tokenizer(run, rows, (episode.attempt_tokens, train.reflection_tokens, train.retry_tokens),
-                                     "preconditions")
+        turns = (episode.attempt_tokens, max(episode.reflection_tokens, train.reflection_tokens),
+                 max(episode.retry_tokens, train.retry_tokens))  # the controls decode as evaluation does
+        check_context_with_tokenizer(run, rows, turns, "preconditions")
         with _timed(run, "preconditions"):
             model, tokenizer = load_model(run.model)
             model = to_generation_device(model)
@@ -402,6 +404,8 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
 
     cfg = arm_config(run, variant, seed)
     name = variant_name(variant, seed)
+    if launch.wanted(run) and run.preconditions is not None:  # measured where training runs, not in this process
+        launch.in_processes(run, "preconditions")
     gate = preconditions_stage(run)
     if gate is not None:
         print("\n".join(describe(gate)))

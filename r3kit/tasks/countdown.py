@@ -136,7 +136,8 @@ def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
         raise ValueError(str(reject)) from None
 
 
-_OPERATION = re.compile(r"(?<![\d.])(\d{1,6})\s*([+\-*/])\s*(\d{1,6})\s*=\s*(-?\d{1,7})(?![\d.])")
+# a single operation, not the tail of a chain ("2+3+4=9") or of a decimal; a sentence may end after it ("=12.")
+_OPERATION = re.compile(r"(?<![\d.+\-*/])(\d{1,6})\s*([+\-*/])\s*(\d{1,6})\s*=\s*(-?\d{1,7})(?!\d|\.\d)")
 
 
 def written_operations(text: str) -> list[bool]:
