@@ -188,12 +188,11 @@ def test_the_frozen_retrier_takes_the_reflection_from_one_model_and_the_retry_fr
 
     baseline = evaluate(None, None, task, problems, EvalConfig(), generator=ScriptedGenerator(tiny[1], vanilla)).transcripts
     assert [row["first"]["verdict"]["ok"] for row in baseline] == [False, False, True]
-    frozen, rows = frozen_retrier(ScriptedGenerator(tiny[1], trained), ScriptedGenerator(tiny[1], vanilla), task, baseline,
-                                  EvalConfig())
+    fixed, reflected = on_fixed_failures(ScriptedGenerator(tiny[1], trained), task, baseline, EvalConfig())
+    frozen, rows = frozen_retrier(ScriptedGenerator(tiny[1], vanilla), task, baseline, reflected, EvalConfig())
     assert frozen["baseline"]["successes"] == 0 and frozen["model"]["successes"] == 2 and frozen["model"]["n"] == 2
     assert frozen["paired"]["gained"] == 2 and frozen["paired"]["lost"] == 0
     assert [r["second"]["reflection"]["messages"][1]["content"] for r in rows] == ["use 1+2+3", "use 4+5"]
-    fixed, _ = on_fixed_failures(ScriptedGenerator(tiny[1], trained), task, baseline, EvalConfig())
     assert fixed["model"]["successes"] == 0  # the same reflections, the trained model's own retry
 
 

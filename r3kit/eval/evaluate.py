@@ -15,8 +15,8 @@ the noise that changed first attempts add to second-try accuracy. Its `both_fail
 only the problems the trained model also fails at first, so a rescue cannot come from first-try skill.
 `paired_with` compares two whole evaluations problem by problem (first and second try gained/lost,
 first attempts that changed).
-`frozen_retrier` isolates the reflection: the trained model reflects on vanilla's failed attempts and
-*vanilla* retries after it, against vanilla reflecting and retrying (paired). `swapped_reflection` is its
+`frozen_retrier` isolates the reflection: the trained model's reflections on vanilla's failed attempts
+(those on_fixed_failures wrote) are retried by *vanilla*, against vanilla reflecting and retrying (paired). `swapped_reflection` is its
 lower bound for one model: the retry follows the model's reflection on another problem.
 
 What the reflection itself adds, on the model's own failed first attempts (`own_failures`): retry
@@ -36,6 +36,7 @@ from r3kit.core.episodes import (
     CONDITIONS,
     Episode,
     EpisodeConfig,
+    SecondTurn,
     reflection_conversation,
     retry_conversation,
     run_episodes,
@@ -215,15 +216,33 @@ def _reflection(row: dict) -> str:
     return row["second"]["reflection"]["messages"][1]["content"]  # request, reflection, retry request, retry
 
 
-def frozen_retrier(generator, retrier, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True
+def _retried_after(generator, task, rows: list[dict], reflections: list[str], cfg: EvalConfig, label: str | None
+                   ) -> list[Episode]:
+    """Episodes of transcript `rows` whose reflection turn holds the given texts, each retried by `generator`."""
+    episodes = [_episode(row) for row in rows]
+    prompts = [retry_conversation(task, reflection_conversation(task, e.example, e.attempt), text)
+               for e, text in zip(episodes, reflections)]
+    retries = generator.generate(prompts, cfg.episode().sampling("retry", 2), progress=label)
+    for episode, prompt, retry in zip(episodes, prompts, retries):
+        episode.second["reflection"] = SecondTurn(
+            "reflection", [*prompt[len(episode.prompt) + 1:], {"role": "assistant", "content": retry.text}],
+            task.verify(retry.text, episode.example), retry_tokens=len(retry.token_ids))
+    return episodes
+
+
+def frozen_retrier(retrier, task, baseline: list[dict], reflected: list[dict], cfg: EvalConfig, progress: bool = True
                    ) -> tuple[dict, list[dict]]:
-    """What the reflection alone adds: `generator` (a trained model) reflects on the failed first attempts of
-    `baseline` (vanilla's transcripts) and `retrier` (vanilla) retries after it, against vanilla reflecting and
-    retrying on the same attempts (paired, exact McNemar). Training cannot have changed how the retry reads a
-    reflection here, so a difference is the reflection's. (metrics, transcripts)."""
+    """What the reflection alone adds: the reflections a trained model wrote on the failed first attempts of
+    `baseline` (vanilla's transcripts), which are `reflected` (on_fixed_failures' transcripts), each retried
+    by `retrier` (vanilla), against vanilla reflecting and retrying on the same attempts (paired, exact
+    McNemar). Training cannot have changed how the retry reads a reflection here, so a difference is the
+    reflection's. (metrics, transcripts)."""
     failed = _failed(baseline)
-    episodes = second_turns(generator, task, [_episode(row) for row in failed], cfg.episode(), "reflection", progress,
-                            retrier=retrier)
+    written = {row["index"]: row for row in reflected}
+    episodes = _retried_after(retrier, task, failed, [_reflection(written[row["index"]]) for row in failed], cfg,
+                              "frozen retrier: retries" if progress else None)
+    for episode, row in zip(episodes, failed):
+        episode.second["reflection"].reflection_tokens = written[row["index"]]["second"]["reflection"]["reflection_tokens"]
     b = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
     a = [e.second["reflection"].verdict.ok for e in episodes]
     return ({"baseline": proportion(sum(b), len(b)), "model": proportion(sum(a), len(a)), "paired": mcnemar(b, a)},
@@ -240,13 +259,11 @@ def swapped_reflection(generator, task, transcripts: list[dict], cfg: EvalConfig
     if len(failed) < 2:
         return None, []
     shifted = [_reflection(row) for row in failed[1:] + failed[:1]]
-    prompts = [retry_conversation(task, reflection_conversation(task, row["example"], row["first"]["messages"][-1]["content"]),
-                                  text) for row, text in zip(failed, shifted)]
-    retries = generator.generate(prompts, cfg.episode().sampling("retry", 2), progress="swapped: retries" if progress else None)
-    swapped = [task.verify(r.text, row["example"]).ok for r, row in zip(retries, failed)]
+    episodes = _retried_after(generator, task, failed, shifted, cfg, "swapped: retries" if progress else None)
+    swapped = [e.second["reflection"].verdict.ok for e in episodes]
     own = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
-    rows = [{"index": row["index"], "reflection": text, "retry": r.text, "ok": ok}
-            for row, text, r, ok in zip(failed, shifted, retries, swapped)]
+    rows = [{"index": row["index"], "reflection": text, "retry": e.second["reflection"].messages[-1]["content"], "ok": ok}
+            for row, text, e, ok in zip(failed, shifted, episodes, swapped)]
     return ({"own": proportion(sum(own), len(own)), "swapped": proportion(sum(swapped), len(swapped)),
              "own_vs_swapped": mcnemar(swapped, own)}, rows)
 

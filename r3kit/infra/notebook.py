@@ -56,6 +56,7 @@ def stderr_to_log() -> Path | None:
     if not path or not in_notebook() or getattr(stream, "r3kit_log", None):  # IPython is imported only past here
         return getattr(stream, "r3kit_log", None)
     from IPython import get_ipython
+
     log = Path(path)
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "a", buffering=1, encoding="utf-8", errors="replace")

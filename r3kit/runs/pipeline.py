@@ -253,17 +253,18 @@ def select_stage(run: RunConfig, which: str) -> dict:
     return selection
 
 
-def _frozen_retrier(run: RunConfig, model, generator, baseline_rows: list[dict]) -> tuple[dict, list[dict]]:
-    """The trained model reflects, vanilla retries (eval/evaluate.py): vanilla is the trained model's adapter
-    switched off where it carries one, else the base weights loaded beside it for this step."""
+def _frozen_retrier(run: RunConfig, model, generator, baseline_rows: list[dict], reflected: list[dict]
+                    ) -> tuple[dict, list[dict]]:
+    """The trained model's reflections (`reflected`), retried by vanilla (eval/evaluate.py): vanilla is the trained
+    model's adapter switched off where it carries one, else the base weights loaded beside it for this step."""
     retrier = base_generator(model, generator.tokenizer, batch_size=run.evaluate.batch_size, split=True)
     if retrier is not None:
-        return frozen_retrier(generator, retrier, run.get_task(), baseline_rows, run.evaluate)
+        return frozen_retrier(retrier, run.get_task(), baseline_rows, reflected, run.evaluate)
     vanilla, tokenizer = load_model(run.model)
     vanilla = to_generation_device(vanilla)
     try:
         retrier = make_generator(vanilla, tokenizer, batch_size=run.evaluate.batch_size, split=True)
-        return frozen_retrier(generator, retrier, run.get_task(), baseline_rows, run.evaluate)
+        return frozen_retrier(retrier, run.get_task(), baseline_rows, reflected, run.evaluate)
     finally:
         release(vanilla)
 
@@ -315,7 +316,7 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                                                            own=result.transcripts)
                     write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
                     entry["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
-                    frozen, transcripts = _frozen_retrier(run, model, generator, baseline_rows)
+                    frozen, transcripts = _frozen_retrier(run, model, generator, baseline_rows, transcripts)
                     write_jsonl(out / "frozen_retrier.jsonl", transcripts)
                     entry["frozen_retrier"] = result.metrics["frozen_retrier"] = frozen
                 write_json(out / "metrics.json", result.metrics)
