@@ -151,3 +151,39 @@ def test_written_operations_checks_each_single_operation_and_never_a_chain():
     assert written_operations("check: 7+14=21. then 8/0=1, 9/3=3") == [True, False, True]
     assert written_operations("2+3+4=9 and -3+5=2 and 1.5+2=3.5") == []  # chains, signs and decimals are not single
     assert written_operations("no steps <answer>1+2</answer>") == [] and get_task("countdown").operations(None) is None
+
+
+@pytest.mark.parametrize(("attempt", "fault", "first"), [
+    ("9+7=15,15*3=45 so <answer>(9+7)*3</answer>", "9+7=16 not 15.", "9+7=16"),
+    ("9+7=16,16*3=50 so <answer>(9+7)*3+1-1</answer>", "1 not given.", "9+7=16"),
+    ("9+9=18,18*3=54 so <answer>(9+9)*3</answer>", "9 twice, 7 unused.", "9+9=18"),
+    ("9-7=2,2*3=6 so <answer>(9-7)*3</answer>", "(9-7)*3=6 not 48.", "9-7=2"),
+    ("9-7=2,2*3=6 so <answer>(9-7*3</answer>", "(9-7*3 is not valid.", "9-7=2"),
+    ("9/0=1 so <answer>9/0*7*3</answer>", "9/0*7*3 is not valid.", None),
+    ("7/3=2 so <answer>(7/3)*9</answer>", "7/3=2.33 not 2.", None),
+    ("I give up", "no equation.", None),
+])
+def test_diagnose_names_the_first_fault_recomputed_from_the_attempt(attempt, fault, first):
+    from r3kit.tasks.countdown import diagnose
+
+    assert diagnose(attempt, [9, 7, 3], 48) == (fault, first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_reading_a_reflection_never_raises_on_any_text(attempt, reflection):
+    read = TASK.read_reflection({"nums": [9, 7, 3], "target": 48}, attempt, reflection)
+    assert set(read) == {"values_right", "names_the_fault", "conclusion_verifies", "repeats_failed"}
+
+
+def test_reading_a_reflection():
+    example = {"nums": [9, 7, 3], "target": 48}
+    attempt = "9+7=15,15*3=45 so <answer>(9+7)*3+0</answer>"
+    good = TASK.read_reflection(example, attempt, "0 not given. 9+7=16,16*3=48 so (9+7)*3")
+    assert good == {"values_right": 1.0, "names_the_fault": True, "conclusion_verifies": True, "repeats_failed": False}
+    copied = TASK.read_reflection(example, attempt, "9+7=15 not 15. 9+7=15,15*3=45 so (9+7)*3+0")
+    assert copied == {"values_right": pytest.approx(1 / 3), "names_the_fault": False, "conclusion_verifies": False,
+                      "repeats_failed": True}  # 9+7=15 twice wrong, 15*3=45 right
+    assert TASK.read_reflection(example, attempt, "no idea")["values_right"] is None
+    assert TASK.read_reflection(example, None, "x") is None
+    assert TASK.read_reflection(example, attempt, "x" * 100_000)["conclusion_verifies"] is False

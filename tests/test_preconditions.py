@@ -58,6 +58,10 @@ def test_the_gate_measures_own_against_the_controls_and_the_groups_with_signal(t
     assert record["rescue_rate"] == pytest.approx(0.5)
     assert record["retry_success"]["no_reflection"]["successes"] == 0
     assert record["retry_success"]["generic_reflection"]["successes"] == 1
+    read = record["reflections_read"]  # 12 reflections: "good" ones write a right value, "bad" ones a wrong one
+    assert read["values_right"]["successes"] == 6 and read["values_right"]["n"] == 12
+    assert read["names_the_fault"]["successes"] == 0 and read["conclusion_verifies"]["successes"] == 0
+    assert any(line.startswith("  reflections: 50% have every written value right") for line in describe(record))
     assert record["own_vs_no_reflection"]["difference"] == pytest.approx(0.5)
     assert record["own_vs_generic_reflection"]["difference"] == pytest.approx(0.5 - 1 / 3)
     assert record["groups_with_signal"]["measured"] == pytest.approx(1 / 3)

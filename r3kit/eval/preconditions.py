@@ -13,6 +13,9 @@ Then:
                                    beside it 1 - p^G - (1-p)^G, the share if every failure had the same p
   arithmetic                       for a task that writes single operations out (Countdown's worked steps): the
                                    share of those written in first attempts and in reflections that are right
+  reflections read                 for a task that can read a reflection (Task.read_reflection; Countdown): the
+                                   share of sampled reflections whose values are right, that name the attempt's
+                                   fault, that conclude with an equation that verifies, that repeat the failed one
 The gate passes when the own reflection beats both controls by at least `min_gain` (point estimates) and at
 least `min_signal` of the groups carry signal. A run that misses it continues by default and its reports name
 what failed: such a run tests R3 where a reflection cannot help, not whether R3 teaches reflection.
@@ -66,6 +69,27 @@ def _operations(task, texts: list[str]) -> dict[str, Any] | None:
     return proportion(sum(checks), len(checks)) if checks else None
 
 
+READ_REFLECTION = {"values_right": "have every written value right",
+                   "names_the_fault": "open with the attempt's fault",
+                   "conclusion_verifies": "conclude with an equation that verifies",
+                   "repeats_failed": "conclude with the failed equation"}
+
+
+def read_reflections(task, triples: list[tuple[dict, str, str]]) -> dict[str, Any] | None:
+    """Over (example, failed attempt, reflection) triples, the share of reflections with each READ_REFLECTION
+    property (values_right: those that write values, with all of them right); None for a task that cannot read
+    its reflections."""
+    read = [task.read_reflection(example, attempt, text) for example, attempt, text in triples]
+    read = [r for r in read if r is not None]
+    if not read:
+        return None
+    out = {}
+    for name in READ_REFLECTION:
+        values = [r[name] for r in read if r.get(name) is not None]
+        out[name] = proportion(sum(v == 1 for v in values), len(values)) if values else None
+    return out
+
+
 def measure(generator, task, rows: list[dict], episode: EpisodeConfig, train: TrainConfig, cfg: PreconditionsConfig,
             progress: bool = True) -> tuple[dict[str, Any], list[dict]]:
     """The gate on `rows` (validation problems) with `generator` (the vanilla model): (record, transcripts),
@@ -96,6 +120,8 @@ def measure(generator, task, rows: list[dict], episode: EpisodeConfig, train: Tr
                                "if_uniform": 1 - rate ** size - (1 - rate) ** size, "groups": len(wins)},
         "arithmetic": {"first_attempts": _operations(task, [e.attempt for e in episodes]),
                        "reflections": _operations(task, [r.text for r in reflections])},
+        "reflections_read": read_reflections(task, [(failed[i // size].example, failed[i // size].attempt, r.text)
+                                                     for i, r in enumerate(reflections)]),
         "settings": dataclasses.asdict(cfg),
     }
     for condition in CONTROLS:
@@ -134,6 +160,10 @@ def describe(record: dict | None) -> list[str]:
         if value:
             lines.append(f"  arithmetic: {100 * value['accuracy']:.0f}% of the {value['n']} single operations written "
                          f"in {where.replace('_', ' ')} are right")
+    read = record.get("reflections_read") or {}
+    shares = [f"{100 * read[k]['accuracy']:.0f}% {words}" for k, words in READ_REFLECTION.items() if read.get(k)]
+    if shares:
+        lines.append(f"  reflections: {', '.join(shares)}")
     if record["passed"]:
         lines.append("  the gate passed: R3 is tested where a reflection can help")
     else:

@@ -83,6 +83,12 @@ class Task:
         precondition (r3kit.eval.preconditions); None for a task that writes none. Optional for a task."""
         return None
 
+    def read_reflection(self, example: dict, attempt: str, reflection: str) -> dict[str, Any] | None:
+        """How a reflection on a failed attempt reads, as properties (r3kit.eval.preconditions.READ_REFLECTION:
+        values_right as a share or None, the rest as booleans), for the preconditions and reports; None for a task
+        that cannot read its reflections. Optional for a task; must never raise on any text."""
+        return None
+
     def validate_example(self, example: dict) -> None:
         """Raise ValueError naming the problem if `example` is not a usable row of this task."""
         missing = [c for c in self.columns if c not in example]

@@ -140,14 +140,63 @@ def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
 _OPERATION = re.compile(r"(?<![\d.+\-*/])(\d{1,6})\s*([+\-*/])\s*(\d{1,6})\s*=\s*(-?\d{1,7})(?!\d|\.\d)")
 
 
-def written_operations(text: str) -> list[bool]:
-    """Each single operation written as "a op b = c" in `text` (worked steps, a reflection's recomputed
-    values), in order: True where c is its true value. Division by zero is never right."""
+def operations(text: str) -> list[tuple[int, str, int, int, Fraction | None]]:
+    """Each single operation written as "a op b = c" in `text` (worked steps, a reflection's recomputed values),
+    in order, as (a, op, b, claimed c, true value; None for a division by zero)."""
     out = []
     for a, op, b, claimed in _OPERATION.findall(text[:20_000]):
         x, y = Fraction(int(a)), Fraction(int(b))
-        out.append({"+": x + y, "-": x - y, "*": x * y, "/": x / y if y else None}[op] == int(claimed))
+        true = {"+": x + y, "-": x - y, "*": x * y, "/": x / y if y else None}[op]
+        out.append((int(a), op, int(b), int(claimed), true))
     return out
+
+
+def written_operations(text: str) -> list[bool]:
+    """Whether each single operation written out in `text` is right (a division by zero never is)."""
+    return [true == claimed for _, _, _, claimed, true in operations(text)]
+
+
+def _shown(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{float(value):.2f}"
+
+
+def diagnose(attempt: str, nums: list[int], target: int | float) -> tuple[str, str | None]:
+    """What is wrong with a failed Countdown attempt, recomputed from its own text, and its first step rewritten
+    with its true value (what a fix can keep), or None where it has no whole-valued first step:
+        no equation            "no equation."                        (no <answer> tag)
+        not an expression      "(9+ is not valid."
+        misused numbers        "9 twice, 7 unused."  /  "8 not given."
+        a wrong step           "9+7=16 not 15."                      (the first step whose value is wrong)
+        else                   "(9-7)*3=6 not 48."                   (the equation's value against the target)
+    Never raises: any text gets a diagnosis."""
+    text = attempt if isinstance(attempt, str) else ""
+    steps = operations(text)
+    first = None
+    if steps and steps[0][4] is not None and steps[0][4].denominator == 1 and steps[0][4] >= 0:
+        a, op, b, _, true = steps[0]
+        first = f"{a}{op}{b}={true.numerator}"
+    equation = extract_answer(text)
+    if equation is None:
+        return "no equation.", first
+    if len(equation) > MAX_ANSWER_CHARS:
+        return f"the equation is longer than {MAX_ANSWER_CHARS} characters.", first
+    try:
+        if not _ALLOWED.fullmatch(equation) or "**" in re.sub(r"\s+", "", equation):
+            raise ValueError(equation)
+        value, used = evaluate_expression(equation)
+    except ValueError:
+        return f"{equation.strip()[:40]} is not valid.", first
+    given, written = Counter(int(n) for n in nums), Counter(used)
+    if written != given:
+        parts = []
+        for n in sorted(written - given):
+            parts.append(f"{n} twice" if given[n] else f"{n} not given")
+        parts += [f"{n} unused" for n in sorted((given - written).elements())]
+        return ", ".join(parts) + ".", first
+    for a, op, b, claimed, true in steps:
+        if true != claimed:
+            return f"{a}{op}{b}={_shown(true) if true is not None else 'undefined'} not {claimed}.", first
+    return f"{equation.strip()}={_shown(value)} not {_shown(Fraction(target))}.", first
 
 
 def check_equation(answer: str, nums: list[int], target: int | float) -> Verdict:
@@ -190,6 +239,22 @@ class CountdownTask(Task):
 
     def operations(self, completion: str) -> list[bool] | None:
         return written_operations(completion) if isinstance(completion, str) else None
+
+    def read_reflection(self, example: dict, attempt: str, reflection: str) -> dict[str, Any] | None:
+        """How a reflection on a failed attempt reads: whether its written values are right, whether it opens
+        with the attempt's fault (diagnose), whether the equation it concludes with (after its last " so ")
+        verifies, and whether that conclusion repeats the failed equation."""
+        if not isinstance(reflection, str) or not isinstance(attempt, str):
+            return None
+        checks = written_operations(reflection)
+        fault, _ = diagnose(attempt, list(example["nums"]), example["target"])
+        conclusion = reflection.rsplit(" so ", 1)[1].strip() if " so " in reflection else None
+        failed = (extract_answer(attempt) or "").strip()
+        return {"values_right": sum(checks) / len(checks) if checks else None,
+                "names_the_fault": reflection.strip().startswith(fault),
+                "conclusion_verifies": conclusion is not None
+                and check_equation(conclusion, list(example["nums"]), example["target"]).ok,
+                "repeats_failed": conclusion is not None and bool(failed) and conclusion.replace(" ", "") == failed.replace(" ", "")}
 
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
