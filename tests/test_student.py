@@ -10,13 +10,18 @@ import pytest
 from r3kit.data.countdown import iter_problems, key
 from r3kit.models.loading import build_char_tokenizer
 from r3kit.student.countdown import (
+    FAULTS,
     StudentConfig,
     _batches,
     _value,
+    arithmetic,
     conversation,
     encode,
+    faulty_attempt,
     make_student,
     plans,
+    recorded_identity,
+    training_identity,
     training_problems,
     wrong_attempt,
 )
@@ -115,8 +120,17 @@ def test_student_device_and_mix_are_checked_before_training(tmp_path):
     StudentConfig(device="cuda").validate()  # a run set up for a GPU still resolves on a CPU (figures, evaluation)
     with pytest.raises(ValueError, match="mix_extract and extract_steps are for the function-calling student"):
         make_student(StudentConfig(mix_extract=0.3), tmp_path / "never")
-    with pytest.raises(ValueError, match="extract_steps must be >= 0 and below steps"):
+    with pytest.raises(ValueError, match="extract_steps and arith_steps must be >= 0 and together below steps"):
         StudentConfig(steps=10, extract_steps=10).validate()
+    with pytest.raises(ValueError, match="extract_steps and arith_steps must be >= 0 and together below steps"):
+        StudentConfig(steps=10, arith_steps=6, extract_steps=4).validate()
+    with pytest.raises(ValueError, match="'recompute' recomputes an attempt's worked steps; set worked_attempts=True"):
+        StudentConfig(reflection_style="recompute").validate()
+    with pytest.raises(ValueError, match="mix weights must be non-negative"):
+        StudentConfig(mix_arith=-0.1).validate()
+    for wrong in ({"mix_arith": 0.1}, {"arith_steps": 2}, {"reflection_style": "recompute", "worked_attempts": True}):
+        with pytest.raises(ValueError, match="are for the countdown student"):
+            make_student(StudentConfig(**wrong), tmp_path / "never", task="function_calling")
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         StudentConfig(lr_schedule="linear").validate()
     with pytest.raises(ValueError, match="stop_at_first_try must be in"):
@@ -304,3 +318,104 @@ def test_the_extract_steps_come_first_then_the_mix():
         assert trained == (student_calls.values(calls) if expected == "extract" else student_calls.dump(calls))
         prompt = tokenizer.decode(ids[0].tolist(), skip_special_tokens=True)
         assert prompt.startswith(row["query"]) == (expected == "extract")
+
+
+def test_faulty_attempts_fail_and_carry_each_fault_in_about_its_share():
+    from r3kit.tasks.countdown import diagnose, operations
+
+    rng, seen = random.Random(0), {name: 0 for name in FAULTS}
+    problems = list(itertools.islice(iter_problems(None, seed=2, num_counts=(3,), max_num=15, max_target=60), 400))
+    for problem in problems:
+        nums, target = problem["nums"], problem["target"]
+        attempt = faulty_attempt(nums, target, rng)
+        assert not TASK.verify(attempt, problem).ok
+        fault, first = diagnose(attempt, nums, target)
+        steps = operations(attempt)
+        assert len(steps) == 2 and first is not None
+        wrong = [claimed != true for _, _, _, claimed, true in steps]
+        if "twice" in fault:
+            seen["misused_number"] += 1
+        elif wrong[0]:
+            seen["slipped_step"] += 1
+            assert fault.startswith(f"{steps[0][0]}{steps[0][1]}{steps[0][2]}={first.split('=')[1]} not ")
+        elif wrong[1]:
+            seen["faked_target"] += 1
+            assert steps[1][3] == target
+        else:
+            seen["honest"] += 1
+    for name, share in FAULTS.items():  # 400 draws: each share within 8 points
+        assert abs(seen[name] / len(problems) - share) < 0.08, seen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(seed):
+    from r3kit.tasks.countdown import diagnose, extract_answer, written_operations
+
+    task = get_task("countdown", style="compact")
+    rng = random.Random(seed)
+    problems = iter_problems(None, seed=seed, num_counts=(3,), max_num=15, max_target=60)
+    made = 0
+    for problem in itertools.islice(problems, 60):
+        turns = conversation(problem, "reflect", rng, work=True, style="recompute")
+        if turns is None:
+            continue
+        made += 1
+        attempt, reflection, retry = turns[1][1], turns[3][1], turns[5][1]
+        assert not task.verify(attempt, problem).ok
+        fault, first = diagnose(attempt, problem["nums"], problem["target"])
+        assert reflection.startswith(fault + " ")
+        plan = reflection[len(fault) + 1:]
+        assert all(written_operations(plan))  # the fix writes true values only
+        conclusion = plan.rsplit(" so ", 1)[1]
+        assert retry == f"<answer>{conclusion}</answer>" and task.verify(retry, problem).ok
+        assert conclusion != extract_answer(attempt)  # never the failed equation
+        keeps = [r for r, _ in plans(problem["nums"], problem["target"]) if r.split(",")[0] == first]
+        assert not keeps or plan.split(",")[0] == first  # a plan that keeps the true first step, where one exists
+        read = task.read_reflection(problem, attempt, reflection)
+        assert read == {"values_right": 1.0, "names_the_fault": True, "conclusion_verifies": True,
+                        "repeats_failed": False}
+    assert made > 40
+
+
+def test_recompute_retries_without_a_reflection_solve_afresh_after_a_faulty_attempt():
+    rng = random.Random(4)
+    problem = {"target": 21, "nums": [9, 2, 3]}
+    for kind in ("no_reflect", "generic"):
+        turns = conversation(problem, kind, rng, work=True, style="recompute")
+        assert not TASK.verify(turns[1][1], problem).ok
+        assert TASK.verify(turns[-1][1], problem).ok and turns[-1][2]
+    solve = conversation(problem, "solve", rng, work=True, style="recompute")
+    assert len(solve) == 2 and TASK.verify(solve[1][1], problem).ok
+
+
+def test_arithmetic_conversations_write_true_values_of_operations_in_the_students_range():
+    from r3kit.tasks.countdown import written_operations
+
+    cfg, rng = StudentConfig(max_num=15), random.Random(0)
+    ops = set()
+    for _ in range(300):
+        (_, ask, asked_trained), (_, said, said_trained) = arithmetic(cfg, rng)
+        assert ask == "compute " + said.split("=")[0] and not asked_trained and said_trained
+        assert written_operations(said) == [True]
+        ops.add(re.search(r"[+\-*/]", said).group())
+    assert ops == {"+", "-", "*", "/"}
+
+
+def test_arith_steps_come_first_then_the_mix_with_its_arith_share():
+    cfg = StudentConfig(steps=40, batch_size=1, arith_steps=3, mix_solve=0.5, mix_reflect=0, mix_no_reflect=0,
+                        mix_generic=0, mix_arith=0.5, worked_attempts=True, reflection_style="recompute")
+    tokenizer = build_char_tokenizer()
+    batches = _batches(cfg, tokenizer, set(), random.Random(0))
+    prompts = [tokenizer.decode(next(batches)[0][0].tolist(), skip_special_tokens=True) for _ in range(40)]
+    arith = [p.startswith("compute ") for p in prompts]
+    assert arith[:3] == [True] * 3
+    assert 5 <= sum(arith[3:]) <= 32  # about half of the mixed batches
+
+
+def test_a_student_saved_before_the_arithmetic_settings_keeps_its_identity():
+    cfg = StudentConfig(steps=12)
+    identity = training_identity(cfg, "countdown", None, set())
+    old = {k: v for k, v in identity["config"].items() if k not in ("mix_arith", "arith_steps")}
+    summary = {"config": old, "trained_on": {k: v for k, v in identity.items() if k != "config"}}
+    assert recorded_identity(summary) == identity
+    assert recorded_identity({**summary, "config": {**old, "steps": 13}}) != identity

@@ -54,7 +54,7 @@ from r3kit.models.generation import HFGenerator, base_generator, make_generator,
 from r3kit.models.loading import load_model, load_tokenizer, release, to_generation_device
 from r3kit.runs import launch
 from r3kit.runs.profiles import RunConfig, episode_turns
-from r3kit.student.countdown import make_student, training_identity
+from r3kit.student.countdown import make_student, recorded_identity, training_identity
 
 
 def arm_config(run: RunConfig, arm: str, seed: int | None = None):
@@ -167,7 +167,7 @@ def student_stage(run: RunConfig) -> dict:
     if done.exists() and (run.run_dir / "student" / "model.safetensors").exists():
         summary = read_json(done)  # the same settings, task, data generator and held-out rows: the same student
         identity = training_identity(run.student, run.task, run.data.generator, exclude)
-        if {"config": summary.get("config"), **summary.get("trained_on", {})} == identity:
+        if recorded_identity(summary) == identity:
             print(f"student already trained ({portable(done)}): kept; delete it to train it again")
             return summary
     check = validation_check(run) if run.student.stop_at_first_try is not None else None

@@ -22,6 +22,15 @@ works a fix from it, preferring a solution that keeps the attempt's first step:
     attempt     "49+37=86,86-5=81 so <answer>(49+37)-5</answer>"
     reflection  "(49+37)-5=81 not 60. 49+37=86,86-26=60 so (49+37)-26"   (if a plan keeps 49+37)
 so a good reflection is about the failed attempt and differs from a fresh solve.
+With reflection_style="recompute" a failed attempt carries the kinds of fault a student makes (FAULTS: an honest
+wrong equation, a last step that fakes the target, a slipped step, a misused number), and the reflection
+recomputes the attempt from its own operands, names its first fault, then fixes it from its first step
+rewritten with the true value (r3kit.tasks.countdown.diagnose):
+    attempt     "49+37=85,85-5=80 so <answer>(49+37)-5</answer>"
+    reflection  "49+37=86 not 85. 49+37=86,86-26=60 so (49+37)-26"
+A reflection copying the attempt's values is then wrong in every slipped or faked step, so the student can only
+reach the answer by recomputing. Retries without a reflection solve afresh, and single operations
+("compute 16*3" -> "16*3=48", kind "arith", and `arith_steps` of them alone first) teach the arithmetic itself.
 So the student learns that a reflection works a solution out, step by step with its values, and that
 a retry writes down the equation its reflection concluded with. Its own reflections are attempts, often wrong
 (a wrong value, a step that cannot reach the target), right often enough to help. R3 rewards the
@@ -51,12 +60,15 @@ from r3kit.infra.notebook import progress as tqdm
 from r3kit.models.loading import build_char_model, save_model, torch
 from r3kit.student import function_calling as student_calls
 from r3kit.tasks import get_task
-from r3kit.tasks.countdown import evaluate_expression, extract_answer
+from r3kit.tasks.countdown import diagnose, evaluate_expression, extract_answer
 
 _OPS = ("+", "-", "*", "/")
 CHECKPOINT_SECONDS = 300.0  # the most training time a crash can lose (checkpoints do not change the student)
 STATE_FILE = "training_state.pt"
-REFLECTION_STYLES = ("fresh", "check")
+REFLECTION_STYLES = ("fresh", "check", "recompute")
+# the kinds of failed attempt a recompute-style student is shown, and how often: an honest wrong equation with its
+# true values, a last step that claims the target, a first step with a slipped value, a number used twice
+FAULTS = {"honest": 0.2, "faked_target": 0.3, "slipped_step": 0.2, "misused_number": 0.3}
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -78,14 +90,17 @@ class StudentConfig:
     mix_reflect: float = 0.45
     mix_no_reflect: float = 0.1
     mix_generic: float = 0.1
+    mix_arith: float = 0.0  # countdown only: single operations, "compute 16*3" -> "16*3=48"
+    arith_steps: int = 0  # countdown only: after extract_steps, steps that train on single operations alone
     mix_extract: float = 0.0  # function calling only: the query -> its calls' values, to learn copying (student/function_calling.py)
     extract_steps: int = 0  # function calling only: the first steps train on "extract" conversations alone
     lr_schedule: str = "cosine"  # "cosine" to 0 at `steps`; "constant" after warm-up (a stopped student is a prefix of a longer one)
     stop_at_first_try: float | None = None  # stop once greedy first try on validation reaches this (None: run all steps)
-    check_every: int = 100  # steps between those validation checks (counted after extract_steps)
+    check_every: int = 100  # steps between those validation checks (counted after extract_steps and arith_steps)
     check_rows: int = 100  # validation rows a check attempts
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
-    reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it
+    reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it;
+    # "recompute": recompute the attempt's steps, name its first fault, fix it from its first step (needs worked_attempts)
     seed: int = 0
     device: str = "cpu"  # "cuda" trains on a GPU (the saved student is the same files; results differ in the last bits)
 
@@ -94,10 +109,11 @@ class StudentConfig:
             raise ValueError(f"student.device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_extract) < 0:
+        if min(self.mix_solve, self.mix_reflect, self.mix_no_reflect, self.mix_generic, self.mix_extract, self.mix_arith) < 0:
             raise ValueError("mix weights must be non-negative")
-        if not 0 <= self.extract_steps < self.steps:
-            raise ValueError(f"student.extract_steps must be >= 0 and below steps ({self.steps}), got {self.extract_steps}")
+        if self.extract_steps < 0 or self.arith_steps < 0 or self.extract_steps + self.arith_steps >= self.steps:
+            raise ValueError(f"student.extract_steps and arith_steps must be >= 0 and together below steps ({self.steps}), "
+                             f"got {self.extract_steps} and {self.arith_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"student.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         target = self.stop_at_first_try
@@ -107,6 +123,8 @@ class StudentConfig:
             raise ValueError(f"student.check_every and check_rows must be >= 1, got {self.check_every}, {self.check_rows}")
         if self.reflection_style not in REFLECTION_STYLES:
             raise ValueError(f"reflection_style must be one of {REFLECTION_STYLES}, got {self.reflection_style!r}")
+        if self.reflection_style == "recompute" and not self.worked_attempts:
+            raise ValueError("reflection_style='recompute' recomputes an attempt's worked steps; set worked_attempts=True")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
@@ -153,25 +171,64 @@ def worked(reflection: str, answer: str) -> str:
     return f"{reflection.rsplit(' so ', 1)[0]} so <answer>{answer}</answer>"
 
 
+def _steps(a: int, b: int, c: int, rng: random.Random):
+    """A random two-step equation over a, b, c: (equation, first step's operator, its value, whether c comes
+    first in the second step, the second step's operator, its value); a value is None where it is not whole."""
+    op1, op2 = rng.choice(_OPS), rng.choice(_OPS)
+    inner = _value(op1, a, b)
+    c_first = rng.random() >= 0.7
+    answer = f"{c}{op2}({a}{op1}{b})" if c_first else f"({a}{op1}{b}){op2}{c}"
+    outer = None if inner is None else _value(op2, c, inner) if c_first else _value(op2, inner, c)
+    return answer, op1, inner, c_first, op2, outer
+
+
+def _written(a: int, op1: str, b: int, v1, c: int, c_first: bool, op2: str, v2, answer: str) -> str:
+    second = f"{c}{op2}{v1}" if c_first else f"{v1}{op2}{c}"
+    return f"{a}{op1}{b}={v1},{second}={v2} so <answer>{answer}</answer>"
+
+
 def wrong_attempt(nums: list[int], target: int, rng: random.Random, work: bool = False) -> str:
     """A well-formed attempt, in the same form as the answers, whose value is not the target; with `work`,
     its steps come first with their true values ("49+37=86,86-5=81 so <answer>(49+37)-5</answer>")."""
     task = get_task("countdown")
     for _ in range(20):
         a, b, c = rng.sample(list(nums), 3)
-        op1, op2 = rng.choice(_OPS), rng.choice(_OPS)
-        inner = _value(op1, a, b)
-        if rng.random() < 0.7:
-            answer, x, y = f"({a}{op1}{b}){op2}{c}", inner, c
-        else:
-            answer, x, y = f"{c}{op2}({a}{op1}{b})", c, inner
-        outer = _value(op2, x, y) if inner is not None else None
+        answer, op1, inner, c_first, op2, outer = _steps(a, b, c, rng)
         if work and outer is None:
             continue
-        text = f"{a}{op1}{b}={inner},{x}{op2}{y}={outer} so <answer>{answer}</answer>" if work else f"<answer>{answer}</answer>"
+        text = _written(a, op1, b, inner, c, c_first, op2, outer, answer) if work else f"<answer>{answer}</answer>"
         if not task.verify(text, {"nums": nums, "target": target}).ok:
             return text
     return f"<answer>{nums[0]}</answer>"
+
+
+def faulty_attempt(nums: list[int], target: int, rng: random.Random) -> str:
+    """A failed worked attempt with one of the faults in FAULTS, drawn in its proportion:
+        honest          "49+37=86,86-5=81 so <answer>(49+37)-5</answer>"    (true values, wrong equation)
+        faked_target    "49+37=86,86-5=60 so <answer>(49+37)-5</answer>"    (the last value claims the target)
+        slipped_step    "49+37=85,85-5=80 so <answer>(49+37)-5</answer>"    (the first value is off)
+        misused_number  "49+49=98,98-5=93 so <answer>(49+49)-5</answer>"    (a number twice, another unused)"""
+    fault = rng.choices(list(FAULTS), list(FAULTS.values()))[0]
+    task = get_task("countdown")
+    for _ in range(20):
+        a, b, c = rng.sample(list(nums), 3)
+        if fault == "misused_number":
+            a, b, c = rng.choice([(a, a, c), (a, b, a), (a, b, b)])
+        answer, op1, inner, c_first, op2, outer = _steps(a, b, c, rng)
+        if outer is None:
+            continue
+        first, last = inner, outer
+        if fault == "slipped_step":
+            first = inner + rng.choice((-2, -1, 1, 2))
+            last = _value(op2, c, first) if c_first else _value(op2, first, c) if first >= 0 else None
+            if first < 0 or last is None:
+                continue
+        elif fault == "faked_target":
+            last = target
+        text = _written(a, op1, b, first, c, c_first, op2, last, answer)
+        if not task.verify(text, {"nums": nums, "target": target}).ok:
+            return text
+    return wrong_attempt(nums, target, rng, work=True)
 
 
 def check(attempt: str, target: int) -> str:
@@ -198,16 +255,51 @@ def fix_from(attempt: str, options: list[tuple[str, str]]) -> list[tuple[str, st
     return same_pair or options
 
 
+def recompute(failed: str, problem: dict, options: list[tuple[str, str]], rng: random.Random) -> tuple[str, str]:
+    """A recompute-style (reflection, answer): the attempt's first fault (diagnose), then a plan from its first
+    step rewritten with the true value ("49+37=86 not 85. 49+37=86,86-26=60 so (49+37)-26")."""
+    fault, first = diagnose(failed, problem["nums"], problem["target"])
+    reflection, solution = rng.choice(fix_from(first or "", options))
+    return f"{fault} {reflection}", solution
+
+
+def arithmetic(cfg: StudentConfig, rng: random.Random) -> list[tuple[str, str, bool]]:
+    """A single-operation conversation ("compute 16*3" -> "16*3=48"), its operands as the student's steps have
+    them: two numbers of its range, or (half the time) one of them and the whole value of an operation on two."""
+    def number() -> int:
+        return rng.randint(cfg.min_num, cfg.max_num)
+
+    while True:
+        op, a, b = rng.choice(_OPS), number(), number()
+        if rng.random() < 0.5:
+            step = _value(rng.choice(_OPS), a, number())
+            if step is None:
+                continue
+            a, b = (step, b) if rng.random() < 0.5 else (b, step)
+        if op == "/" and b:
+            a = a * b if rng.random() < 0.7 else a  # mostly whole quotients, as plans have them
+        value = _value(op, a, b)
+        if value is not None:
+            return [("user", f"compute {a}{op}{b}", False), ("assistant", f"{a}{op}{b}={value}", True)]
+
+
 def conversation(problem: dict, kind: str, rng: random.Random, work: bool = False,
                  style: str = "fresh") -> list[tuple[str, str, bool]] | None:
     """(role, content, trained) turns of one training conversation, or None if no integer plan exists.
     With `work` (worked attempts), first attempts and retries without a reflection show their steps;
-    with style "check", a reflection checks the failed attempt and fixes it (see the module docstring)."""
+    with style "check", a reflection checks the failed attempt and fixes it; with "recompute", failed attempts
+    carry FAULTS and a reflection recomputes, names the fault and fixes it (see the module docstring)."""
     task = get_task("countdown", style="compact")
     options = plans(problem["nums"], problem["target"])
     if not options:
         return None
-    if style == "check" and kind == "reflect":  # the failed attempt first: the reflection is about it
+    if style == "recompute" and kind != "solve":
+        failed = faulty_attempt(problem["nums"], problem["target"], rng)
+        if kind == "reflect":
+            reflection, solution = recompute(failed, problem, options, rng)
+        else:  # retries without the reflection solve afresh
+            reflection, solution = rng.choice(options)
+    elif style == "check" and kind == "reflect":  # the failed attempt first: the reflection is about it
         failed = wrong_attempt(problem["nums"], problem["target"], rng, work)
         reflection, solution = rng.choice(fix_from(failed, options))
         reflection = f"{check(failed, problem['target'])} {reflection}"
@@ -266,7 +358,8 @@ def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: s
     """kind -> the turns of the next training conversation of that kind (None: skip this problem)."""
     if task == "countdown":
         problems = training_problems(cfg, exclude)
-        return lambda kind: conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style)
+        return lambda kind: (arithmetic(cfg, rng) if kind == "arith" else
+                             conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style))
     if task == "function_calling":
         rows = student_calls.training_rows(cfg.seed, exclude, generator or {})
         return lambda kind: student_calls.conversation(next(rows), kind, rng, cfg.reflection_style)
@@ -276,11 +369,18 @@ def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: s
 def _batches(cfg: StudentConfig, tokenizer, exclude: set, rng: random.Random, task: str = "countdown",
              generator: dict | None = None):
     """Endless batches; each batch holds one kind of conversation, so its rows have similar lengths."""
-    kinds = ["solve", "reflect", "no_reflect", "generic", "extract"]  # "extract" last: with weight 0 the draws are as before
-    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic, cfg.mix_extract]
+    # the kinds added later come last: with weight 0 they leave the draws as they were
+    kinds = ["solve", "reflect", "no_reflect", "generic", "extract", "arith"]
+    weights = [cfg.mix_solve, cfg.mix_reflect, cfg.mix_no_reflect, cfg.mix_generic, cfg.mix_extract, cfg.mix_arith]
     next_turns = _conversations(cfg, exclude, rng, task, generator)
     for step in itertools.count():
-        batch, kind = [], "extract" if step < cfg.extract_steps else rng.choices(kinds, weights)[0]
+        if step < cfg.extract_steps:
+            kind = "extract"
+        elif step < cfg.extract_steps + cfg.arith_steps:
+            kind = "arith"
+        else:
+            kind = rng.choices(kinds, weights)[0]
+        batch = []
         while len(batch) < cfg.batch_size:
             turns = next_turns(kind)
             if turns is not None:
@@ -316,6 +416,13 @@ def training_identity(cfg: StudentConfig, task: str, generator: dict | None, exc
     digest = hashlib.sha256("\n".join(sorted(map(repr, exclude))).encode()).hexdigest()[:16]
     # as JSON has it: student.json records it, and a tuple reads back as a list
     return json.loads(json.dumps({"config": asdict(cfg), "task": task, "generator": generator or {}, "exclude": digest}))
+
+
+def recorded_identity(summary: dict) -> dict:
+    """The training identity a saved student's student.json records, with any setting added to StudentConfig
+    since it was saved filled with its default (which is how the student was trained)."""
+    config = {**json.loads(json.dumps(asdict(StudentConfig()))), **(summary.get("config") or {})}
+    return {"config": config, **summary.get("trained_on", {})}
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -358,6 +465,9 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     if task == "countdown" and (cfg.mix_extract or cfg.extract_steps):
         raise ValueError("student.mix_extract and extract_steps are for the function-calling student; set them to 0 "
                          "for countdown")
+    if task == "function_calling" and (cfg.mix_arith or cfg.arith_steps or cfg.reflection_style == "recompute"):
+        raise ValueError("student.mix_arith, arith_steps and reflection_style='recompute' are for the countdown "
+                         "student; set them to 0 and another style for function calling")
     if cfg.stop_at_first_try is not None and check is None:
         raise ValueError("student.stop_at_first_try needs a validation check (pipeline.student_stage passes one)")
     if cfg.device == "cuda" and not torch.cuda.is_available():  # here, not in validate: a run set up for a GPU
@@ -400,7 +510,8 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         losses.append(train_step(model, optimizer, schedule, next(batches), cfg.device))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
-        if check is not None and step + 1 > cfg.extract_steps and (step + 1 - cfg.extract_steps) % cfg.check_every == 0:
+        before = cfg.extract_steps + cfg.arith_steps  # checks count the steps after the single-kind phases
+        if check is not None and step + 1 > before and (step + 1 - before) % cfg.check_every == 0:
             checks.append({"step": step + 1, "first_try": check(model, tokenizer)})
             print(f"student step {step + 1}: greedy first try {checks[-1]['first_try']:.1%} on validation", flush=True)
             stopped = _reached(cfg, checks)

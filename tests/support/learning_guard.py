@@ -43,9 +43,9 @@ def summary() -> dict:
 def matches(run) -> tuple[bool, dict, dict]:
     """(whether the shipped student was trained as `run` would train it, what it records, what `run` needs)."""
     from r3kit.runs.pipeline import held_out_keys
-    from r3kit.student.countdown import training_identity
+    from r3kit.student.countdown import recorded_identity, training_identity
 
-    shipped = {"config": summary().get("config"), **summary().get("trained_on", {})}
+    shipped = recorded_identity(summary())
     wanted = training_identity(run.student, run.task, run.data.generator, held_out_keys(run))
     return shipped == wanted, shipped, wanted
 
