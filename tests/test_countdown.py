@@ -187,3 +187,19 @@ def test_reading_a_reflection():
     assert TASK.read_reflection(example, attempt, "no idea")["values_right"] is None
     assert TASK.read_reflection(example, None, "x") is None
     assert TASK.read_reflection(example, attempt, "x" * 100_000)["conclusion_verifies"] is False
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_oracle_reflection_names_the_fault_then_works_a_solution_that_verifies(seed):
+    from r3kit.tasks.countdown import diagnose, written_operations
+
+    for problem in generate(30, seed=seed, num_counts=(3, 4)):
+        attempt = "<answer>" + "+".join(map(str, problem["nums"])) + "+1</answer>"
+        oracle = TASK.oracle_reflection(problem, attempt)
+        fault, _ = diagnose(attempt, problem["nums"], problem["target"])
+        assert oracle.startswith(fault + " ") and " so " in oracle
+        steps, conclusion = oracle[len(fault) + 1:].rsplit(" so ", 1)
+        assert len(steps.split(",")) == len(problem["nums"]) - 1
+        assert all(written_operations(steps)) or "." in steps  # whole values are right; fractions are rounded
+        assert TASK.verify(f"<answer>{conclusion}</answer>", problem).ok
+    assert TASK.oracle_reflection({"nums": [1, 1], "target": 7}, "<answer>1+1</answer>") is None

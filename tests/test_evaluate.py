@@ -12,6 +12,7 @@ from r3kit.eval.evaluate import (
     evaluate,
     frozen_retrier,
     on_fixed_failures,
+    oracle_reflection,
     own_failures,
     paired_with,
     summarize,
@@ -217,3 +218,27 @@ def test_a_swapped_reflection_bounds_what_a_reflection_carries(tiny):
     assert bound["own"]["successes"] == 3 and bound["swapped"]["successes"] == 0 and bound["swapped"]["n"] == 3
     assert bound["own_vs_swapped"]["gained"] == 3 and [r["reflection"] for r in rows] == ["use 4+5", "use 1+1", "use 1+2+3"]
     assert swapped_reflection(generator, task, transcripts[:1], EvalConfig()) == (None, [])
+
+
+def test_the_oracle_reflection_bounds_what_a_better_reflection_could_give(tiny):
+    """A model whose own reflections say nothing but whose retry copies a reflection's conclusion: the solver's
+    reflections name each attempt's fault and rescue every failure the solver can solve; an unsolvable one is left out."""
+    task = get_task("countdown", style="compact")
+    problems = [{"target": 6, "nums": [1, 2, 3]}, {"target": 20, "nums": [4, 5]}, {"target": 7, "nums": [1, 1]}]
+
+    def model(c):
+        if len(c) == 1:
+            return "1+1=3 so <answer>1+1</answer>"
+        if c[-1]["content"] == task.prompts.reflection_request:
+            return "no idea"
+        reflection = c[-2]["content"]
+        return f"<answer>{reflection.rsplit(' so ', 1)[1]}</answer>" if " so " in reflection else "<answer>1</answer>"
+
+    generator = ScriptedGenerator(tiny[1], model)
+    transcripts = evaluate(None, None, task, problems, EvalConfig(), generator=generator).transcripts
+    bound, rows = oracle_reflection(generator, task, transcripts, EvalConfig())
+    assert bound["own"]["successes"] == 0 and bound["oracle"]["successes"] == 2 and bound["oracle"]["n"] == 2
+    assert bound["own_vs_oracle"]["lost"] == 2 and [r["index"] for r in rows] == [0, 1]
+    assert rows[1]["reflection"] == "1 not given, 4 unused, 5 unused. 4*5=20 so 4*5"
+    assert rows[0]["reflection"].startswith("1 twice, 2 unused, 3 unused. ")
+    assert oracle_reflection(generator, get_task("function_calling"), transcripts, EvalConfig()) == (None, [])

@@ -79,8 +79,11 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
             frozen = read_jsonl(run_dir / "eval" / which / "frozen_retrier.jsonl")  # its reflection, vanilla's retry
             assert entry["frozen_retrier"]["model"]["n"] == len(frozen) == metrics["vanilla"]["failed_first_attempts"]
             assert entry["frozen_retrier"]["model"]["successes"] == sum(r["second"]["reflection"]["verdict"]["ok"] for r in frozen)
-        else:  # the bound: vanilla's retry after its reflection on another problem
+        else:  # the bounds: vanilla's retry after its reflection on another problem, and after the solver's
             assert entry["swapped_reflection"]["swapped"]["n"] == entry["failed_first_attempts"]
+            oracle = read_jsonl(run_dir / "eval" / which / "oracle_reflection.jsonl")
+            assert entry["oracle_reflection"]["oracle"]["n"] == len(oracle) == entry["failed_first_attempts"]
+            assert entry["oracle_reflection"]["oracle"]["successes"] == sum(r["ok"] for r in oracle)
     for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "accuracy_by_difficulty.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert json.loads((run_dir / "preconditions.json").read_text())["measured"] is False  # smoke has no validation split
@@ -222,6 +225,8 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     for name in ("study_seeds.png", "study_differences.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert "r3 - grpo: second_try" in study["differences"]
+    assert set(study["summary"]["vanilla"]) >= {"swapped_reflection", "oracle_reflection", "oracle_reflection_own"}
+    assert "after the task's solver's reflection " in (run_dir / "table.md").read_text()
     # each student's R3 preconditions, measured on validation before its first training, open the report
     assert sorted(study["preconditions"]) == ["0", "1"]
     assert all(g["measured"] and g["problems"] == run.data.n_validation for g in study["preconditions"].values())

@@ -107,6 +107,7 @@ def test_make_student_saves_a_loadable_model(tmp_path):
     summary = make_student(StudentConfig(hidden=32, layers=1, heads=2, steps=3, batch_size=4), tmp_path / "student",
                            exclude={key({"target": 6, "nums": [1, 2, 3]})})
     assert summary["parameters"] > 10_000 and len(summary["loss_curve"]) == 3
+    assert summary["arithmetic"]["n"] == 400 and set(summary["arithmetic"]["by_op"]) == {"+", "-", "*", "/"}
     model, tokenizer = load_model(ModelConfig(name=str(tmp_path / "student")))
     text = "37 49 5 = 60 <answer>5*(49-37)</answer>"
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
@@ -419,3 +420,29 @@ def test_a_student_saved_before_the_arithmetic_settings_keeps_its_identity():
     summary = {"config": old, "trained_on": {k: v for k, v in identity.items() if k != "config"}}
     assert recorded_identity(summary) == identity
     assert recorded_identity({**summary, "config": {**old, "steps": 13}}) != identity
+
+
+def test_the_arithmetic_probe_scores_exact_answers_by_operation(monkeypatch):
+    """A generator that answers every operation but multiplication right scores 1 on +, -, / and 0 on *."""
+    from types import SimpleNamespace
+
+    from r3kit.student import countdown as student
+    from r3kit.tasks.countdown import operations
+
+    class Answering:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def generate(self, conversations, sampling):
+            out = []
+            for c in conversations:
+                a, op, b = re.fullmatch(r"compute (\d+)([+\-*/])(\d+)", c[0]["content"]).groups()
+                value = operations(f"{a}{op}{b}=0")[0][4]
+                out.append(SimpleNamespace(text=f"{a}{op}{b}={value + (op == '*')} "))
+            return out
+
+    monkeypatch.setattr(student, "HFGenerator", Answering)
+    probe = student.arithmetic_accuracy(None, None, StudentConfig(max_num=15), n=200)
+    assert probe["n"] == 200 and probe["by_op"]["*"] == 0
+    assert probe["by_op"]["+"] == probe["by_op"]["-"] == probe["by_op"]["/"] == 1
+    assert 0.6 < probe["accuracy"] < 0.9

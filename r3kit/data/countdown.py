@@ -1,14 +1,9 @@
 """Countdown rows: the hub dataset, or solvable problems generated offline, both as {"target", "nums"}.
 
-Solver: depth-first search over "pick two numbers, combine them with + - * / (both orders), recurse",
-in float arithmetic with duplicate states pruned, then an exact re-check of the found equation with the
-task's own verifier, so a float coincidence can never produce a wrong solution. With an `rng` the search
-order is shuffled, which gives a random solution instead of always the first.
-
 Generator: draw how many numbers and the numbers uniformly from the configured ranges, compute every
 value they can reach (numpy over subset splits), and draw the target uniformly among the reachable
-integers in the target range (numbers that reach none are redrawn). The solver then confirms each
-problem, so every generated row is solvable.
+integers in the target range (numbers that reach none are redrawn). The task's solver
+(r3kit.tasks.countdown.solve) then confirms each problem, so every generated row is solvable.
 """
 
 from __future__ import annotations
@@ -19,75 +14,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from r3kit.tasks.countdown import check_equation
+from r3kit.tasks.countdown import format_tree, solve  # noqa: F401 (the solver lives with the task)
 
 HUB_ID = "Jiayi-Pan/Countdown-Tasks-3to4"
 COLUMNS = ("target", "nums")
-
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
-def _apply(a: float, op: str, b: float) -> float | None:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    return a / b if abs(b) > 1e-12 else None
-
-
-def format_tree(node) -> tuple[str, int]:
-    """Text and precedence of an expression tree (an int, or (op, left, right)) with minimal parentheses."""
-    if isinstance(node, int):
-        return str(node), 3
-    op, left, right = node
-    (a_text, a_prec), (b_text, b_prec) = format_tree(left), format_tree(right)
-    prec = _PREC[op]
-    if a_prec < prec:
-        a_text = f"({a_text})"
-    if b_prec < prec or (b_prec == prec and op in "-/"):
-        b_text = f"({b_text})"
-    return f"{a_text} {op} {b_text}", prec
-
-
-def solve(nums: list[int], target: float, rng: random.Random | None = None) -> str | None:
-    """An equation using every number of `nums` once that equals `target`, or None if there is none."""
-    seen: set[tuple[float, ...]] = set()
-
-    def search(items: list[tuple[float, object]]) -> str | None:
-        state = tuple(sorted(round(v, 9) for v, _ in items))
-        if state in seen:
-            return None
-        seen.add(state)
-        pairs = [(i, j) for i in range(len(items)) for j in range(len(items)) if i != j]
-        ops = ["+", "-", "*", "/"]
-        if rng is not None:
-            rng.shuffle(pairs)
-            rng.shuffle(ops)
-        for i, j in pairs:
-            (a, a_node), (b, b_node) = items[i], items[j]
-            rest = [items[k] for k in range(len(items)) if k != i and k != j]
-            for op in ops:
-                if op in "+*" and i > j and rng is None:
-                    continue  # commutative: the (j, i) order already covers it
-                value = _apply(a, op, b)
-                if value is None:
-                    continue
-                node = (op, a_node, b_node)
-                if not rest:
-                    if abs(value - target) < 1e-6:
-                        text = format_tree(node)[0]
-                        if check_equation(text, nums, target).ok:
-                            return text
-                elif (found := search(rest + [(value, node)])) is not None:
-                    return found
-        return None
-
-    if len(nums) == 1:
-        return str(nums[0]) if check_equation(str(nums[0]), nums, target).ok else None
-    return search([(float(n), int(n)) for n in nums])
-
 
 def generate(
     n: int,

@@ -16,8 +16,10 @@ only the problems the trained model also fails at first, so a rescue cannot come
 `paired_with` compares two whole evaluations problem by problem (first and second try gained/lost,
 first attempts that changed).
 `frozen_retrier` isolates the reflection: the trained model's reflections on vanilla's failed attempts
-(those on_fixed_failures wrote) are retried by *vanilla*, against vanilla reflecting and retrying (paired). `swapped_reflection` is its
-lower bound for one model: the retry follows the model's reflection on another problem.
+(those on_fixed_failures wrote) are retried by *vanilla*, against vanilla reflecting and retrying (paired). Its bounds for
+one model: `swapped_reflection` retries after the model's reflection on another problem (below: what a reflection
+carries beyond a generic turn), `oracle_reflection` after the reflection the task's solver writes (above: what a
+better reflection could still give).
 
 What the reflection itself adds, on the model's own failed first attempts (`own_failures`): retry
 success after its own reflection, after no reflection and after the generic one, paired problem by
@@ -249,6 +251,18 @@ def frozen_retrier(retrier, task, baseline: list[dict], reflected: list[dict], c
             [e.to_dict() for e in episodes])
 
 
+def _bound(generator, task, failed: list[dict], texts: list[str], cfg: EvalConfig, name: str, label: str | None
+           ) -> tuple[dict, list[dict]]:
+    """The retry of each failed row after `texts` in place of the model's own reflection, against the own one."""
+    episodes = _retried_after(generator, task, failed, texts, cfg, label)
+    bound = [e.second["reflection"].verdict.ok for e in episodes]
+    own = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
+    rows = [{"index": row["index"], "reflection": text, "retry": e.second["reflection"].messages[-1]["content"], "ok": ok}
+            for row, text, e, ok in zip(failed, texts, episodes, bound)]
+    return ({"own": proportion(sum(own), len(own)), name: proportion(sum(bound), len(bound)),
+             f"own_vs_{name}": mcnemar(bound, own)}, rows)
+
+
 def swapped_reflection(generator, task, transcripts: list[dict], cfg: EvalConfig, progress: bool = True
                        ) -> tuple[dict | None, list[dict]]:
     """A bound on what a reflection carries: each failed first attempt of `transcripts` (the model's own
@@ -259,13 +273,21 @@ def swapped_reflection(generator, task, transcripts: list[dict], cfg: EvalConfig
     if len(failed) < 2:
         return None, []
     shifted = [_reflection(row) for row in failed[1:] + failed[:1]]
-    episodes = _retried_after(generator, task, failed, shifted, cfg, "swapped: retries" if progress else None)
-    swapped = [e.second["reflection"].verdict.ok for e in episodes]
-    own = [row["second"]["reflection"]["verdict"]["ok"] for row in failed]
-    rows = [{"index": row["index"], "reflection": text, "retry": e.second["reflection"].messages[-1]["content"], "ok": ok}
-            for row, text, e, ok in zip(failed, shifted, episodes, swapped)]
-    return ({"own": proportion(sum(own), len(own)), "swapped": proportion(sum(swapped), len(swapped)),
-             "own_vs_swapped": mcnemar(swapped, own)}, rows)
+    return _bound(generator, task, failed, shifted, cfg, "swapped", "swapped: retries" if progress else None)
+
+
+def oracle_reflection(generator, task, transcripts: list[dict], cfg: EvalConfig, progress: bool = True
+                      ) -> tuple[dict | None, list[dict]]:
+    """The other bound: each failed first attempt of `transcripts` retried, by the same model, after the reflection
+    the task's solver writes on it (Task.oracle_reflection), against after the model's own. The gap says how much
+    a better reflection could still give this retry. (metrics, transcripts) on the failures the solver can
+    solve; (None, []) for a task without a solver or without such failures."""
+    failed = [row for row in transcripts if not row["first"]["verdict"]["ok"] and "reflection" in row["second"]]
+    texts = [task.oracle_reflection(row["example"], _episode(row).attempt) for row in failed]
+    failed, texts = [row for row, t in zip(failed, texts) if t is not None], [t for t in texts if t is not None]
+    if not failed:
+        return None, []
+    return _bound(generator, task, failed, texts, cfg, "oracle", "oracle: retries" if progress else None)
 
 
 def on_fixed_failures(generator, task, baseline: list[dict], cfg: EvalConfig, progress: bool = True,

@@ -101,6 +101,12 @@ def table_markdown(run_dir: str | Path) -> str:
         lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(swapped['own'])} and after its "
                   f"reflection on another problem {_cell(swapped['swapped'])} ({swapped['own']['n']} failed attempts; "
                   f"own gained {paired['gained']}, lost {paired['lost']}, p = {paired['p_value']:.2g})"]
+    oracle = metrics.get("vanilla", {}).get("oracle_reflection")
+    if oracle:
+        paired = oracle["own_vs_oracle"]
+        lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(oracle['own'])} and after the "
+                  f"task's solver's reflection {_cell(oracle['oracle'])} ({oracle['own']['n']} failed attempts the solver "
+                  f"solves; own gained {paired['gained']}, lost {paired['lost']}, p = {paired['p_value']:.2g})"]
     pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in _models(metrics)
              if "paired_vs_vanilla" in metrics.get(key, {})]
     if pairs:

@@ -9,7 +9,7 @@
                                   (a trained model also reflects on vanilla's failed attempts: on_vanilla_failures;
                                   its reflections there are retried by vanilla: frozen_retrier; and it is paired with
                                   vanilla problem by problem: paired_vs_vanilla. Vanilla's retries after another
-                                  problem's reflection: swapped_reflection)
+                                  problem's reflection: swapped_reflection; after the solver's: oracle_reflection)
     forgetting_stage(run)         vanilla and the trained variants on lm-eval benchmarks     -> forgetting/
                                   (profiles with a `forgetting` section; see forgetting.py)
     figures_stage(run)            table and figures from the saved files only                -> figures/
@@ -43,7 +43,14 @@ from r3kit.core.mining import load_failures, mine_failures
 from r3kit.core.trainer import check_processes, checkpoints, train
 from r3kit.data import load_split, source_for
 from r3kit.eval import forgetting
-from r3kit.eval.evaluate import evaluate, frozen_retrier, on_fixed_failures, paired_with, swapped_reflection
+from r3kit.eval.evaluate import (
+    evaluate,
+    frozen_retrier,
+    on_fixed_failures,
+    oracle_reflection,
+    paired_with,
+    swapped_reflection,
+)
 from r3kit.eval.forgetting import fingerprint, require_harness
 from r3kit.eval.preconditions import describe, measure, not_measured
 from r3kit.eval.selection import best_step
@@ -303,11 +310,15 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                         "step": step, "selected_on": "validation", "metric": selection["metric"],
                         "validation_score": selection["scores"][step], "last": selection["last"]}
                 baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
-                if arm is None and "reflection" in run.evaluate.conditions:  # the bound: another problem's reflection
+                if arm is None and "reflection" in run.evaluate.conditions:  # the bounds: another problem's reflection, the solver's
                     swapped, transcripts = swapped_reflection(generator, run.get_task(), result.transcripts, run.evaluate)
                     if swapped is not None:
                         write_jsonl(out / "swapped_reflection.jsonl", transcripts)
                         entry["swapped_reflection"] = result.metrics["swapped_reflection"] = swapped
+                    oracle, transcripts = oracle_reflection(generator, run.get_task(), result.transcripts, run.evaluate)
+                    if oracle is not None:
+                        write_jsonl(out / "oracle_reflection.jsonl", transcripts)
+                        entry["oracle_reflection"] = result.metrics["oracle_reflection"] = oracle
                 if arm is not None and baseline.exists() and "reflection" in run.evaluate.conditions:
                     baseline_rows = read_jsonl(baseline)
                     entry["paired_vs_vanilla"] = result.metrics["paired_vs_vanilla"] = paired_with(

@@ -103,6 +103,10 @@ def _unit(metrics: dict, which: str) -> dict[str, Any]:
             out["both_failed_first"] = fixed["both_failed_first"]["model"]["accuracy"]
             out["both_failed_first_vanilla"] = fixed["both_failed_first"]["baseline"]["accuracy"]
             out["both_failed_first_n"] = fixed["both_failed_first"]["model"]["n"]
+    for bound in ("swapped", "oracle"):  # vanilla's bounds: its retry after another problem's reflection, the solver's
+        if m.get(f"{bound}_reflection"):
+            out[f"{bound}_reflection"] = m[f"{bound}_reflection"][bound]["accuracy"]
+            out[f"{bound}_reflection_own"] = m[f"{bound}_reflection"]["own"]["accuracy"]
     if m.get("retry_copies_reflection"):
         out["retry_copies_reflection"] = m["retry_copies_reflection"]["accuracy"]
     if "checkpoint" in m:
@@ -226,6 +230,14 @@ def table_markdown(study: dict) -> str:
         tokens = [r.get("generated_tokens") for r in study["rows"] if r["arm"] == arm and r.get("generated_tokens")]
         cells += [copy, f"{sum(tokens) / len(tokens) / 1e6:.2f} M" if tokens else "—"]
         lines.append(f"| {LABELS.get(arm, arm)} | " + " | ".join(cells) + " |")
+    vanilla = study["summary"].get("vanilla", {})
+    bounds = [f"{words} {_pct(vanilla[f'{b}_reflection'])} (own reflection on the same attempts "
+              f"{_pct(vanilla[f'{b}_reflection_own'])})" for b, words in (("swapped", "another problem's reflection"),
+                                                                        ("oracle", "the task's solver's reflection"))
+              if f"{b}_reflection" in vanilla]
+    if bounds:
+        lines += ["", f"Bounds, vanilla's retry on its failed first attempts after {'; after '.join(bounds)}; mean ± sd "
+                  "over the students"]
     lines += ["", "Differences, paired by training seed (percentage points): mean [95% t interval], two-sided paired "
               "t-test p, Wilcoxon signed-rank p (two-sided; with n pairs it cannot go below 2 / 2^n)", "", "| comparison | mean | 95% interval | p (t) | p (Wilcoxon) |",
               "|---|---|---|---|---|"]

@@ -57,6 +57,7 @@ from pathlib import Path
 from r3kit.data.countdown import iter_problems, key
 from r3kit.infra.io import write_json
 from r3kit.infra.notebook import progress as tqdm
+from r3kit.models.generation import HFGenerator, Sampling
 from r3kit.models.loading import build_char_model, save_model, torch
 from r3kit.student import function_calling as student_calls
 from r3kit.tasks import get_task
@@ -281,6 +282,27 @@ def arithmetic(cfg: StudentConfig, rng: random.Random) -> list[tuple[str, str, b
         value = _value(op, a, b)
         if value is not None:
             return [("user", f"compute {a}{op}{b}", False), ("assistant", f"{a}{op}{b}={value}", True)]
+
+
+ARITHMETIC_SEED = 104_729  # the probe's operations: a stream of its own, apart from training's
+
+
+def arithmetic_accuracy(model, tokenizer, cfg: StudentConfig, n: int = 400) -> dict:
+    """Greedy exact match of the student on n single operations drawn as `arithmetic` draws them (from a seed
+    of their own): {"accuracy", "n", "by_op": {op: accuracy}}. Operations can repeat ones seen in training:
+    this measures the skill the reflections need, not generalisation."""
+
+    rng = random.Random(ARITHMETIC_SEED)
+    asked = [arithmetic(cfg, rng) for _ in range(n)]
+    said = HFGenerator(model, tokenizer, batch_size=200).generate(
+        [[{"role": "user", "content": turns[0][1]}] for turns in asked], Sampling(max_new_tokens=16))
+    right = {op: [] for op in _OPS}
+    for turns, completion in zip(asked, said):
+        expected = turns[1][1]
+        right[re.search(r"\d([+\-*/])", expected).group(1)].append(completion.text.strip() == expected)
+    every = [ok for oks in right.values() for ok in oks]
+    return {"accuracy": sum(every) / len(every), "n": len(every),
+            "by_op": {op: sum(oks) / len(oks) for op, oks in right.items() if oks}}
 
 
 def conversation(problem: dict, kind: str, rng: random.Random, work: bool = False,
@@ -524,10 +546,13 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     bar.close()
     model.cpu().eval()
     save_model(model, tokenizer, out_dir)
+    arithmetic = arithmetic_accuracy(model, tokenizer, cfg) if task == "countdown" else None
     summary = {"config": asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
                "final_loss": sum(losses[-100:]) / len(losses[-100:]), "wall_seconds": earlier + time.perf_counter() - start,
                "loss_curve": losses[:: max(1, len(losses) // 200)]}
     summary["trained_on"] = {k: v for k, v in identity.items() if k != "config"}  # task, generator, exclude digest
+    if arithmetic is not None:
+        summary["arithmetic"] = arithmetic  # greedy exact match on single operations (arithmetic_accuracy)
     summary["steps_trained"] = len(losses)  # below cfg.steps when a validation check stopped it
     if check is not None:
         summary["validation_checks"] = checks  # greedy first try on validation rows, by step

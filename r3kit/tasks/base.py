@@ -89,6 +89,11 @@ class Task:
         that cannot read its reflections. Optional for a task; must never raise on any text."""
         return None
 
+    def oracle_reflection(self, example: dict, attempt: str) -> str | None:
+        """A reflection written by the task's own solver on a failed attempt (the upper bound on what a reflection
+        can carry, r3kit.eval.evaluate.oracle_reflection), or None for a task without a solver. Optional."""
+        return None
+
     def validate_example(self, example: dict) -> None:
         """Raise ValueError naming the problem if `example` is not a usable row of this task."""
         missing = [c for c in self.columns if c not in example]

@@ -8,10 +8,17 @@ Verifier (TinyZero's rule, evaluated safely):
      must equal `target` within 1e-5. Division by zero is a failed verdict.
 Bounds keep any input cheap: at most 512 characters in the answer, 32 levels of nesting (parentheses
 and unary signs), 12 digits per number. Unary + and - are accepted, as Python's eval in TinyZero does.
+
+Solver: depth-first search over "pick two numbers, combine them with + - * / (both orders), recurse",
+in float arithmetic with duplicate states pruned, then an exact re-check of the found equation with the
+verifier, so a float coincidence can never produce a wrong solution. With an `rng` the search order is
+shuffled, which gives a random solution instead of always the first. It writes the oracle reflection: the
+attempt's first fault (diagnose), then a solution's steps with their values.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from fractions import Fraction
@@ -222,6 +229,89 @@ def check_equation(answer: str, nums: list[int], target: int | float) -> Verdict
     return Verdict(True, "correct")
 
 
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _apply(a: float, op: str, b: float) -> float | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a / b if abs(b) > 1e-12 else None
+
+
+def format_tree(node) -> tuple[str, int]:
+    """Text and precedence of an expression tree (an int, or (op, left, right)) with minimal parentheses."""
+    if isinstance(node, int):
+        return str(node), 3
+    op, left, right = node
+    (a_text, a_prec), (b_text, b_prec) = format_tree(left), format_tree(right)
+    prec = _PREC[op]
+    if a_prec < prec:
+        a_text = f"({a_text})"
+    if b_prec < prec or (b_prec == prec and op in "-/"):
+        b_text = f"({b_text})"
+    return f"{a_text} {op} {b_text}", prec
+
+
+def solution_tree(nums: list[int], target: float, rng: random.Random | None = None):
+    """An expression tree (an int, or (op, left, right)) using every number of `nums` once that equals `target`,
+    or None if there is none."""
+    seen: set[tuple[float, ...]] = set()
+
+    def search(items: list[tuple[float, object]]) -> str | None:
+        state = tuple(sorted(round(v, 9) for v, _ in items))
+        if state in seen:
+            return None
+        seen.add(state)
+        pairs = [(i, j) for i in range(len(items)) for j in range(len(items)) if i != j]
+        ops = ["+", "-", "*", "/"]
+        if rng is not None:
+            rng.shuffle(pairs)
+            rng.shuffle(ops)
+        for i, j in pairs:
+            (a, a_node), (b, b_node) = items[i], items[j]
+            rest = [items[k] for k in range(len(items)) if k != i and k != j]
+            for op in ops:
+                if op in "+*" and i > j and rng is None:
+                    continue  # commutative: the (j, i) order already covers it
+                value = _apply(a, op, b)
+                if value is None:
+                    continue
+                node = (op, a_node, b_node)
+                if not rest:
+                    if abs(value - target) < 1e-6:
+                        if check_equation(format_tree(node)[0], nums, target).ok:
+                            return node
+                elif (found := search(rest + [(value, node)])) is not None:
+                    return found
+        return None
+
+    if len(nums) == 1:
+        return int(nums[0]) if check_equation(str(nums[0]), nums, target).ok else None
+    return search([(float(n), int(n)) for n in nums])
+
+
+def solve(nums: list[int], target: float, rng: random.Random | None = None) -> str | None:
+    """An equation using every number of `nums` once that equals `target` ("(49 - 37) * 5"), or None."""
+    node = solution_tree(nums, target, rng)
+    return None if node is None else format_tree(node)[0]
+
+
+def worked_steps(node) -> list[str]:
+    """The single operations of an expression tree, innermost first, with their true values ("49-37=12")."""
+    if isinstance(node, int):
+        return []
+    op, left, right = node
+    steps = worked_steps(left) + worked_steps(right)
+    value = evaluate_expression(format_tree(node)[0])[0]
+    a, b = (evaluate_expression(format_tree(side)[0])[0] for side in (left, right))
+    return steps + [f"{_shown(a)}{op}{_shown(b)}={_shown(value)}"]
+
+
+
 class CountdownTask(Task):
     name = "countdown"
     columns = ("target", "nums")
@@ -255,6 +345,16 @@ class CountdownTask(Task):
                 "conclusion_verifies": conclusion is not None
                 and check_equation(conclusion, list(example["nums"]), example["target"]).ok,
                 "repeats_failed": conclusion is not None and bool(failed) and conclusion.replace(" ", "") == failed.replace(" ", "")}
+
+    def oracle_reflection(self, example: dict, attempt: str) -> str | None:
+        """The solver's reflection: the attempt's fault, then a solution worked out step by step, in the form
+        a recompute-style student writes ("9+7=16 not 15. 9+7=16,16*3=48 so (9+7)*3")."""
+        nums, target = list(example["nums"]), example["target"]
+        node = solution_tree(nums, target)
+        if node is None:
+            return None
+        fault, _ = diagnose(attempt, nums, target)
+        return f"{fault} {','.join(worked_steps(node))} so {format_tree(node)[0].replace(' ', '')}".replace("  ", " ")
 
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
