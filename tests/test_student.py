@@ -446,3 +446,23 @@ def test_the_arithmetic_probe_scores_exact_answers_by_operation(monkeypatch):
     assert probe["n"] == 200 and probe["by_op"]["*"] == 0
     assert probe["by_op"]["+"] == probe["by_op"]["-"] == probe["by_op"]["/"] == 1
     assert 0.6 < probe["accuracy"] < 0.9
+
+
+def test_a_countdown_student_stops_once_its_arithmetic_reaches_the_rule(tmp_path, monkeypatch):
+    """With stop_at_arithmetic the single-operation probe runs every check_every steps after the arith steps, and
+    the student stops at the first check that reaches it; a student that never reaches it trains every step."""
+    from r3kit.student import countdown as student
+
+    scores = iter([0.5, 0.8, 0.95, 1.0])
+    monkeypatch.setattr(student, "arithmetic_accuracy", lambda model, tokenizer, cfg, n=400: {"accuracy": next(scores)})
+    cfg = StudentConfig(hidden=32, layers=1, heads=2, steps=12, batch_size=2, warmup_steps=2, arith_steps=2,
+                        mix_arith=0.5, check_every=2, stop_at_arithmetic=0.9, max_num=9, max_target=30)
+    stopped = make_student(cfg, tmp_path / "stopped")
+    assert [c["step"] for c in stopped["validation_checks"]] == [4, 6, 8]
+    assert [c["arithmetic"] for c in stopped["validation_checks"]] == [0.5, 0.8, 0.95]
+    assert stopped["steps_trained"] == 8 and stopped["reached_stop_at_arithmetic"] is True
+    monkeypatch.setattr(student, "arithmetic_accuracy", lambda model, tokenizer, cfg, n=400: {"accuracy": 0.1})
+    never = make_student(dataclasses.replace(cfg, steps=6), tmp_path / "never")
+    assert never["steps_trained"] == 6 and never["reached_stop_at_arithmetic"] is False
+    with pytest.raises(ValueError, match="stop_at_arithmetic must be in"):
+        StudentConfig(stop_at_arithmetic=0).validate()

@@ -4,7 +4,8 @@
 Models that show R3's effect (1.5B+) cannot run on a CPU, and a random or 135M model has no skill to
 build on. So the cpu-demo makes its own: a character-level Qwen2 (about 1.8M parameters) trained by
 plain supervised learning, for a fixed number of steps (or, with stop_at_first_try, until its greedy first
-try on validation rows reaches that rate, checked every check_every steps), on generated Countdown problems written as
+try on validation rows reaches that rate, and/or with stop_at_arithmetic, until its greedy exact match on single
+operations does, checked every check_every steps), on generated Countdown problems written as
 R3 conversations in the compact prompt style. For every problem a random correct solution with whole
 intermediate values is chosen; its worked form is the reflection. The training mix:
     solve       problem -> <answer>(49-37)*5</answer>
@@ -97,6 +98,9 @@ class StudentConfig:
     extract_steps: int = 0  # function calling only: the first steps train on "extract" conversations alone
     lr_schedule: str = "cosine"  # "cosine" to 0 at `steps`; "constant" after warm-up (a stopped student is a prefix of a longer one)
     stop_at_first_try: float | None = None  # stop once greedy first try on validation reaches this (None: run all steps)
+    # countdown: stop once greedy exact match on single operations (arithmetic_accuracy) reaches this; with
+    # stop_at_first_try too, once both are reached (None: run all steps)
+    stop_at_arithmetic: float | None = None
     check_every: int = 100  # steps between those validation checks (counted after extract_steps and arith_steps)
     check_rows: int = 100  # validation rows a check attempts
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
@@ -117,9 +121,10 @@ class StudentConfig:
                              f"got {self.extract_steps} and {self.arith_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"student.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        target = self.stop_at_first_try
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
-            raise ValueError(f"student.stop_at_first_try must be in (0, 1] or None, got {self.stop_at_first_try}")
+        for name in ("stop_at_first_try", "stop_at_arithmetic"):
+            target = getattr(self, name)
+            if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
+                raise ValueError(f"student.{name} must be in (0, 1] or None, got {target}")
         if self.check_every < 1 or self.check_rows < 1:
             raise ValueError(f"student.check_every and check_rows must be >= 1, got {self.check_every}, {self.check_rows}")
         if self.reflection_style not in REFLECTION_STYLES:
@@ -471,7 +476,9 @@ def _load_state(path: Path, identity: dict) -> dict | None:
 
 
 def _reached(cfg: StudentConfig, checks: list[dict]) -> bool:
-    return cfg.stop_at_first_try is not None and bool(checks) and checks[-1]["first_try"] >= cfg.stop_at_first_try
+    """Whether the last check reached every stop rule the student has (none: never)."""
+    rules = {k: v for k, v in (("first_try", cfg.stop_at_first_try), ("arithmetic", cfg.stop_at_arithmetic)) if v is not None}
+    return bool(rules) and bool(checks) and all(checks[-1][k] >= v for k, v in rules.items())
 
 
 def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = None, task: str = "countdown",
@@ -479,17 +486,19 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     """Train the student of `task` (countdown, or function_calling with the data generator's settings
     `generator`) and save it (a model directory loadable by r3kit.models.loading) to out_dir. A training state left
     in out_dir by an interrupted run with the same settings is resumed (module docstring).
-    `check(model, tokenizer) -> float`, if given, is the greedy first-try rate on validation rows; it runs every
-    cfg.check_every steps after the extract steps, and training stops once it reaches cfg.stop_at_first_try."""
+    `check(model, tokenizer) -> float`, if given, is the greedy first-try rate on validation rows; it (and, with
+    cfg.stop_at_arithmetic, arithmetic_accuracy) runs every cfg.check_every steps after the extract and arith steps,
+    and training stops once every stop rule is reached."""
     cfg.validate()
     if task not in TASKS:
         raise ValueError(f"the CPU student can learn {TASKS}, not {task!r}")
     if task == "countdown" and (cfg.mix_extract or cfg.extract_steps):
         raise ValueError("student.mix_extract and extract_steps are for the function-calling student; set them to 0 "
                          "for countdown")
-    if task == "function_calling" and (cfg.mix_arith or cfg.arith_steps or cfg.reflection_style == "recompute"):
-        raise ValueError("student.mix_arith, arith_steps and reflection_style='recompute' are for the countdown "
-                         "student; set them to 0 and another style for function calling")
+    if task == "function_calling" and (cfg.mix_arith or cfg.arith_steps or cfg.reflection_style == "recompute"
+                                       or cfg.stop_at_arithmetic is not None):
+        raise ValueError("student.mix_arith, arith_steps, stop_at_arithmetic and reflection_style='recompute' are for "
+                         "the countdown student; unset them for function calling")
     if cfg.stop_at_first_try is not None and check is None:
         raise ValueError("student.stop_at_first_try needs a validation check (pipeline.student_stage passes one)")
     if cfg.device == "cuda" and not torch.cuda.is_available():  # here, not in validate: a run set up for a GPU
@@ -533,9 +542,15 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
         before = cfg.extract_steps + cfg.arith_steps  # checks count the steps after the single-kind phases
-        if check is not None and step + 1 > before and (step + 1 - before) % cfg.check_every == 0:
-            checks.append({"step": step + 1, "first_try": check(model, tokenizer)})
-            print(f"student step {step + 1}: greedy first try {checks[-1]['first_try']:.1%} on validation", flush=True)
+        checking = check is not None or cfg.stop_at_arithmetic is not None
+        if checking and step + 1 > before and (step + 1 - before) % cfg.check_every == 0:
+            checks.append({"step": step + 1})
+            if check is not None:
+                checks[-1]["first_try"] = check(model, tokenizer)
+                print(f"student step {step + 1}: greedy first try {checks[-1]['first_try']:.1%} on validation", flush=True)
+            if cfg.stop_at_arithmetic is not None:
+                checks[-1]["arithmetic"] = arithmetic_accuracy(model, tokenizer, cfg)["accuracy"]
+                print(f"student step {step + 1}: single operations {checks[-1]['arithmetic']:.1%} exact", flush=True)
             stopped = _reached(cfg, checks)
         if time.perf_counter() - saved >= CHECKPOINT_SECONDS and step + 1 < cfg.steps and not stopped:
             _save_state(state_path, {"identity": identity, "step": step + 1, "model": model.state_dict(),
@@ -554,10 +569,11 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     if arithmetic is not None:
         summary["arithmetic"] = arithmetic  # greedy exact match on single operations (arithmetic_accuracy)
     summary["steps_trained"] = len(losses)  # below cfg.steps when a validation check stopped it
-    if check is not None:
-        summary["validation_checks"] = checks  # greedy first try on validation rows, by step
-        if cfg.stop_at_first_try is not None:
-            summary["reached_stop_at_first_try"] = stopped
+    if checks:
+        summary["validation_checks"] = checks  # greedy first try on validation rows and/or arithmetic, by step
+    for rule in ("stop_at_first_try", "stop_at_arithmetic"):
+        if getattr(cfg, rule) is not None:
+            summary[f"reached_{rule}"] = stopped
     if done:
         summary["resumed_from_step"] = done
     write_json(Path(out_dir) / "student.json", summary)
