@@ -63,6 +63,8 @@ def test_evaluate_writes_metrics_that_agree_with_its_transcripts(tiny, tmp_path)
         assert written[key] == recomputed[key] == result.metrics[key]
     assert written["first_try"]["successes"] == 1 and written["second_try"]["successes"] == 2
     assert written["label"] == "scripted" and written["generation"]["tokens"] > 0
+    read = written["reflections_read"]  # the 2 reflections on failed attempts write no value, name no fault
+    assert read["values_right"] is None and read["names_the_fault"] == read["conclusion_verifies"] == proportion(0, 2)
 
 
 def test_bad_evaluation_parameters_fail_before_generation(tiny):

@@ -226,6 +226,7 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert "r3 - grpo: second_try" in study["differences"]
     assert set(study["summary"]["vanilla"]) >= {"swapped_reflection", "oracle_reflection", "oracle_reflection_own"}
+    assert {"reflections_names_the_fault", "reflections_conclusion_verifies"} <= set(study["summary"]["r3"])
     assert "after the task's solver's reflection " in (run_dir / "table.md").read_text()
     # each student's R3 preconditions, measured on validation before its first training, open the report
     assert sorted(study["preconditions"]) == ["0", "1"]

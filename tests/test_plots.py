@@ -21,6 +21,8 @@ def make_run(path):
         if which == "vanilla":
             metrics["swapped_reflection"] = {"own": _entry(30, 120), "swapped": _entry(12, 120),
                                              "own_vs_swapped": {"gained": 25, "lost": 7, "p_value": 0.002}}
+            metrics["reflections_read"] = {"values_right": _entry(12, 120), "names_the_fault": _entry(30, 120),
+                                           "conclusion_verifies": _entry(18, 120), "repeats_failed": None}
             metrics["oracle_reflection"] = {"own": _entry(30, 110), "oracle": _entry(66, 110),
                                             "own_vs_oracle": {"gained": 3, "lost": 39, "p_value": 1e-9}}
         if which != "vanilla":
@@ -63,6 +65,7 @@ def test_all_figures_from_files(tmp_path):
     assert "then the *vanilla* model's retry" in table and "| R3-trained | 29.2 [" in table
     assert "| R3-trained | 29.2 [21.8, 37.8] | 25 gained, 20 lost, p = 0.04 |" in table  # its reflection, vanilla's retry
     assert "after its reflection on another problem 10.0 [" in table and "own gained 25, lost 7, p = 0.002" in table
+    assert "| vanilla | 10.0 [" in table and "| 25.0 [" in table and "| 15.0 [" in table and table.count(" | — |") >= 1
     assert "after the task's solver's reflection 60.0 [" in table and "(110 failed attempts the solver solves; own gained 3" in table
     assert "| R3-trained | 30 gained, 31 lost, p = 0.6 | 45 gained, 20 lost, p = 0.001 | 77 |" in table
 

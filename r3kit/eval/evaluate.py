@@ -24,7 +24,10 @@ better reflection could still give).
 What the reflection itself adds, on the model's own failed first attempts (`own_failures`): retry
 success after its own reflection, after no reflection and after the generic one, paired problem by
 problem (exact McNemar). `copied` counts the retries whose answer already stands in the reflection
-text: a retry that copies its reflection's conclusion. Every test is two-sided (r3kit.eval.stats).
+text: a retry that copies its reflection's conclusion. `reflections_read`, for a task that can read a reflection
+(Task.read_reflection): the share of reflections on failed first attempts whose values are right, that name the
+attempt's fault, whose conclusion verifies, whose conclusion repeats the failed equation.
+Every test is two-sided (r3kit.eval.stats).
 """
 
 from __future__ import annotations
@@ -122,6 +125,27 @@ def copied(task, transcripts: list[dict]) -> dict[str, Any] | None:
     return proportion(sum(pairs), len(pairs)) if pairs else None
 
 
+READ_REFLECTION = {"values_right": "have every written value right",
+                   "names_the_fault": "open with the attempt's fault",
+                   "conclusion_verifies": "conclude with an equation that verifies",
+                   "repeats_failed": "conclude with the failed equation"}
+
+
+def read_reflections(task, triples: list[tuple[dict, str, str]]) -> dict[str, Any] | None:
+    """Over (example, failed attempt, reflection) triples, the share of reflections with each READ_REFLECTION
+    property (values_right: those that write values, with all of them right); None for a task that cannot read
+    its reflections."""
+    read = [task.read_reflection(example, attempt, text) for example, attempt, text in triples]
+    read = [r for r in read if r is not None]
+    if not read:
+        return None
+    out = {}
+    for name in READ_REFLECTION:
+        values = [r[name] for r in read if r.get(name) is not None]
+        out[name] = proportion(sum(v == 1 for v in values), len(values)) if values else None
+    return out
+
+
 def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS, task=None) -> dict[str, Any]:
     """metrics from transcript rows (the dicts of transcripts.jsonl); with `task`, also the copy rate."""
     n = len(transcripts)
@@ -144,6 +168,11 @@ def summarize(transcripts: list[dict], conditions: tuple[str, ...] = CONDITIONS,
     metrics["own_failures"] = own_failures(transcripts, tuple(conditions))
     if task is not None:
         metrics["retry_copies_reflection"] = copied(task, transcripts)
+        failed = [r for r in transcripts
+                  if not r["first"]["verdict"]["ok"] and "reflection" in r["second"] and "messages" in r["first"]]
+        read = read_reflections(task, [(r["example"], r["first"]["messages"][-1]["content"], _reflection(r)) for r in failed])
+        if read is not None:
+            metrics["reflections_read"] = read
     return metrics
 
 

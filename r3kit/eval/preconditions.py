@@ -30,6 +30,7 @@ from typing import Any
 
 from r3kit.core.episodes import EpisodeConfig, first_attempts, reflection_conversation, second_turns
 from r3kit.core.trainer import TrainConfig, reflect_then_retry
+from r3kit.eval.evaluate import READ_REFLECTION, read_reflections
 from r3kit.eval.stats import paired_difference, proportion
 
 CONTROLS = ("no_reflection", "generic_reflection")
@@ -67,27 +68,6 @@ def not_measured(cfg: PreconditionsConfig, reason: str) -> dict[str, Any]:
 def _operations(task, texts: list[str]) -> dict[str, Any] | None:
     checks = [ok for text in texts for ok in (task.operations(text) or [])]
     return proportion(sum(checks), len(checks)) if checks else None
-
-
-READ_REFLECTION = {"values_right": "have every written value right",
-                   "names_the_fault": "open with the attempt's fault",
-                   "conclusion_verifies": "conclude with an equation that verifies",
-                   "repeats_failed": "conclude with the failed equation"}
-
-
-def read_reflections(task, triples: list[tuple[dict, str, str]]) -> dict[str, Any] | None:
-    """Over (example, failed attempt, reflection) triples, the share of reflections with each READ_REFLECTION
-    property (values_right: those that write values, with all of them right); None for a task that cannot read
-    its reflections."""
-    read = [task.read_reflection(example, attempt, text) for example, attempt, text in triples]
-    read = [r for r in read if r is not None]
-    if not read:
-        return None
-    out = {}
-    for name in READ_REFLECTION:
-        values = [r[name] for r in read if r.get(name) is not None]
-        out[name] = proportion(sum(v == 1 for v in values), len(values)) if values else None
-    return out
 
 
 def measure(generator, task, rows: list[dict], episode: EpisodeConfig, train: TrainConfig, cfg: PreconditionsConfig,

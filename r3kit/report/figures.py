@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from r3kit.eval.evaluate import READ_REFLECTION
 from r3kit.eval.preconditions import describe
 from r3kit.infra.io import read_json, read_jsonl
 from r3kit.tasks import get_task
@@ -107,6 +108,12 @@ def table_markdown(run_dir: str | Path) -> str:
         lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(oracle['own'])} and after the "
                   f"task's solver's reflection {_cell(oracle['oracle'])} ({oracle['own']['n']} failed attempts the solver "
                   f"solves; own gained {paired['gained']}, lost {paired['lost']}, p = {paired['p_value']:.2g})"]
+    read = [(label, metrics[key]["reflections_read"]) for key, label in _models(metrics)
+            if metrics.get(key, {}).get("reflections_read")]
+    if read:
+        lines += ["", "How the reflections on each model's own failed first attempts read, % [Wilson 95% interval]", "",
+                  "| model | " + " | ".join(READ_REFLECTION.values()) + " |", "|---" * (len(READ_REFLECTION) + 1) + "|"]
+        lines += [f"| {label} | " + " | ".join(_cell(entry.get(k)) for k in READ_REFLECTION) + " |" for label, entry in read]
     pairs = [(label, metrics[key]["paired_vs_vanilla"]) for key, label in _models(metrics)
              if "paired_vs_vanilla" in metrics.get(key, {})]
     if pairs:

@@ -103,6 +103,9 @@ def _unit(metrics: dict, which: str) -> dict[str, Any]:
             out["both_failed_first"] = fixed["both_failed_first"]["model"]["accuracy"]
             out["both_failed_first_vanilla"] = fixed["both_failed_first"]["baseline"]["accuracy"]
             out["both_failed_first_n"] = fixed["both_failed_first"]["model"]["n"]
+    for name, entry in (m.get("reflections_read") or {}).items():  # how its reflections on its own failures read
+        if entry:
+            out[f"reflections_{name}"] = entry["accuracy"]
     for bound in ("swapped", "oracle"):  # vanilla's bounds: its retry after another problem's reflection, the solver's
         if m.get(f"{bound}_reflection"):
             out[f"{bound}_reflection"] = m[f"{bound}_reflection"][bound]["accuracy"]

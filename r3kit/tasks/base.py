@@ -84,7 +84,7 @@ class Task:
         return None
 
     def read_reflection(self, example: dict, attempt: str, reflection: str) -> dict[str, Any] | None:
-        """How a reflection on a failed attempt reads, as properties (r3kit.eval.preconditions.READ_REFLECTION:
+        """How a reflection on a failed attempt reads, as properties (r3kit.eval.evaluate.READ_REFLECTION:
         values_right as a share or None, the rest as booleans), for the preconditions and reports; None for a task
         that cannot read its reflections. Optional for a task; must never raise on any text."""
         return None
