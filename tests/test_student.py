@@ -21,6 +21,7 @@ from r3kit.student.countdown import (
     make_student,
     plans,
     recorded_identity,
+    searched,
     training_identity,
     training_problems,
     wrong_attempt,
@@ -466,3 +467,22 @@ def test_a_countdown_student_stops_once_its_arithmetic_reaches_the_rule(tmp_path
     assert never["steps_trained"] == 6 and never["reached_stop_at_arithmetic"] is False
     with pytest.raises(ValueError, match="stop_at_arithmetic must be in"):
         StudentConfig(stop_at_arithmetic=0).validate()
+
+
+def test_a_searched_plan_rejects_second_steps_by_their_true_values():
+    from r3kit.tasks.countdown import operations
+
+    plan, rng, counts = "49-37=12,12*5=60 so (49-37)*5", random.Random(0), set()
+    for _ in range(50):
+        text = searched(plan, 60, rng)
+        steps, answer = text.rsplit(" so ", 1)
+        parts = steps.split(",")
+        assert answer == "(49-37)*5" and parts[0] == "49-37=12" and parts[-1] == "12*5=60"
+        tried = parts[1:-1]
+        counts.add(len(tried))
+        assert all(t.endswith(" no") for t in tried) and len(set(tried)) == len(tried)
+        for a, op, b, claimed, true in operations(steps):
+            assert claimed == true  # every value written is its true value
+            assert {a, b} == {12, 5} or (a, op, b) == (49, "-", 37)
+            assert claimed != 60 or (a, op, b) == (12, "*", 5)
+    assert counts == {0, 1, 2}

@@ -25,10 +25,10 @@ works a fix from it, preferring a solution that keeps the attempt's first step:
 so a good reflection is about the failed attempt and differs from a fresh solve.
 With reflection_style="recompute" a failed attempt carries the kinds of fault a student makes (FAULTS: an honest
 wrong equation, a last step that fakes the target, a slipped step, a misused number), and the reflection
-recomputes the attempt from its own operands, names its first fault, then fixes it from its first step
-rewritten with the true value (r3kit.tasks.countdown.diagnose):
+recomputes the attempt from its own operands, names its first fault, then searches from its first step
+rewritten with the true value (r3kit.tasks.countdown.diagnose), rejecting second steps by their true values:
     attempt     "49+37=85,85-5=80 so <answer>(49+37)-5</answer>"
-    reflection  "49+37=86 not 85. 49+37=86,86-26=60 so (49+37)-26"
+    reflection  "49+37=86 not 85. 49+37=86,86+26=112 no,86-26=60 so (49+37)-26"
 A reflection copying the attempt's values is then wrong in every slipped or faked step, so the student can only
 reach the answer by recomputing. Retries without a reflection solve afresh, and single operations
 ("compute 16*3" -> "16*3=48", kind "arith", and `arith_steps` of them alone first) teach the arithmetic itself.
@@ -261,12 +261,26 @@ def fix_from(attempt: str, options: list[tuple[str, str]]) -> list[tuple[str, st
     return same_pair or options
 
 
+def searched(plan: str, target: int, rng: random.Random) -> str:
+    """A plan with 0-2 second steps tried and rejected before the one that reaches the target, each with its true
+    value ("49+37=86,86+26=112 no,86-26=60 so (49+37)-26"): a step's value is computed, not the target copied."""
+    steps, answer = plan.rsplit(" so ", 1)
+    first, second = steps.split(",")
+    value = int(first.split("=")[1])
+    x, _, y = re.fullmatch(r"(\d+)([+\-*/])(\d+)=\d+", second).groups()
+    other = int(y) if int(x) == value else int(x)
+    tried = sorted({f"{a}{op}{b}={v}" for op in _OPS for a, b in ((value, other), (other, value))[: 1 if op in "+*" else 2]
+                    if (v := _value(op, a, b)) is not None and v != target})
+    rejected = rng.sample(tried, min(rng.choice((0, 1, 2)), len(tried)))
+    return f"{first},{''.join(f'{t} no,' for t in rejected)}{second} so {answer}"
+
+
 def recompute(failed: str, problem: dict, options: list[tuple[str, str]], rng: random.Random) -> tuple[str, str]:
-    """A recompute-style (reflection, answer): the attempt's first fault (diagnose), then a plan from its first
-    step rewritten with the true value ("49+37=86 not 85. 49+37=86,86-26=60 so (49+37)-26")."""
+    """A recompute-style (reflection, answer): the attempt's first fault (diagnose), then a search from its first
+    step rewritten with the true value ("49+37=86 not 85. 49+37=86,86+26=112 no,86-26=60 so (49+37)-26")."""
     fault, first = diagnose(failed, problem["nums"], problem["target"])
     reflection, solution = rng.choice(fix_from(first or "", options))
-    return f"{fault} {reflection}", solution
+    return f"{fault} {searched(reflection, problem['target'], rng)}", solution
 
 
 def arithmetic(cfg: StudentConfig, rng: random.Random) -> list[tuple[str, str, bool]]:
