@@ -225,6 +225,10 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     for name in ("study_seeds.png", "study_differences.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
     assert "r3 - grpo: second_try" in study["differences"]
+    # the endpoints the profile declared lead the table, right after the preconditions
+    assert list(study["endpoints"]) == ["r3 - vanilla: frozen_retrier", "r3 - grpo: second_try"]
+    assert study["endpoints"]["r3 - grpo: second_try"] == study["differences"]["r3 - grpo: second_try"]
+    assert "\nEndpoints, declared in the profile before the run" in (run_dir / "table.md").read_text()
     assert set(study["summary"]["vanilla"]) >= {"swapped_reflection", "oracle_reflection", "oracle_reflection_own"}
     assert {"reflections_names_the_fault", "reflections_conclusion_verifies"} <= set(study["summary"]["r3"])
     assert "after the task's solver's reflection " in (run_dir / "table.md").read_text()

@@ -144,6 +144,8 @@ def test_selection_and_arm_sections_are_checked():
         resolve("cpu-study", overrides={"study": {"arms": ["grpo"]}})
     with pytest.raises(ValueError, match="at least 2 distinct training seeds"):
         resolve("cpu-study", overrides={"study": {"seeds": [0]}})
+    with pytest.raises(ValueError, match="study.endpoints are named '<arm> - <arm or vanilla>: <measure>'"):
+        resolve("cpu-study", overrides={"study": {"endpoints": ["R3 beats GRPO"]}})
     run = resolve("cpu-study", overrides={"study": {"seeds": [0, 1, 2], "students": [7]}})
     assert run.study.seeds_of(7) == [0, 1, 2]
 

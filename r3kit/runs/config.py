@@ -9,6 +9,7 @@ the RunConfig that holds them all. profiles.py fills a RunConfig from a named pr
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # training seeds (one run of every arm each)
     students: tuple[int, ...] = (0, 1)  # student seeds; training seed t uses students[t % len(students)]
     arms: tuple[str, ...] = ("r3", "grpo", "retry_control")
+    # the comparisons the study is judged on, declared before it runs, named as study.json names its comparisons
+    # ("r3 - vanilla: frozen_retrier", "r3 - grpo: second_try"); its table leads with them, every test two-sided
+    endpoints: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
@@ -42,6 +46,9 @@ class StudyConfig:
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or "r3" not in self.arms:
             raise ValueError(f"study.arms must include 'r3' and come from {ARMS}, got {self.arms}")
+        named = [e for e in self.endpoints if not re.fullmatch(r"\w+ - \w+: \w+", str(e))]
+        if named:
+            raise ValueError(f"study.endpoints are named '<arm> - <arm or vanilla>: <measure>', got {named}")
 
     def student_of(self, seed: int) -> int:
         return self.students[self.seeds.index(seed) % len(self.students)]

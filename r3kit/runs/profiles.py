@@ -116,7 +116,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"attempt_tokens": 24},
         "grpo": {"reward_target": "attempt"},
         "select": {"metric": "second_try"},
-        "study": {"seeds": [0, 1, 2], "students": [0, 1]},
+        "study": {"seeds": [0, 1, 2], "students": [0, 1],
+                  "endpoints": ["r3 - vanilla: frozen_retrier", "r3 - grpo: second_try"]},
         "forgetting": None,
     }),
     "cpu-study": _merge(_CPU_DEMO, {

@@ -194,14 +194,20 @@ def aggregate(run) -> dict[str, Any]:
         if (d := paired("on_vanilla_failures", "on_vanilla_failures_vanilla", arm, arm)) is not None:
             within[f"{arm} - vanilla: retry on vanilla's failed attempts"] = d
         if (d := paired("frozen_retrier", "frozen_retrier_vanilla", arm, arm)) is not None:
-            within[f"{arm} - vanilla: frozen retrier (its reflection, vanilla's retry) on vanilla's failed attempts"] = d
+            differences[f"{arm} - vanilla: frozen_retrier"] = d  # its reflection, vanilla's retry, on vanilla's failures
         if (d := paired("both_failed_first", "both_failed_first_vanilla", arm, arm)) is not None:
             within[f"{arm} - vanilla: retry on vanilla's failures that {arm} also fails first"] = d
     gates = {}  # R3's preconditions, as each student's folder recorded them before its first training
     for student in run.study.students:
         path = student_run(run, student).run_dir / "preconditions.json"
         gates[str(student)] = read_json(path) if path.exists() else None
+    compared = {**differences, **within}
+    missing = [e for e in run.study.endpoints if e not in compared]
+    if missing:
+        raise ValueError(f"study.endpoints {missing} are not comparisons this study made; it made {sorted(compared)}")
+    endpoints = {e: compared[e] for e in run.study.endpoints}
     study = {"profile": run.profile, "seeds": list(run.study.seeds), "students": list(run.study.students),
+             "endpoints": endpoints,
              "preconditions": gates, "seeds_evaluated": sorted({r["seed"] for r in trained}),
              "selection": "validation split" if run.select else "last weights",
              "rows": rows, "summary": summary, "differences": differences, "within_arms": within}
@@ -217,12 +223,22 @@ def _pct(entry: dict) -> str:
     return f"{100 * entry['mean']:.1f} ± {100 * entry['sd']:.1f}"
 
 
+def _difference(d: dict) -> str:
+    pt = "—" if d.get("p_t") is None else f"{d['p_t']:.2g}"
+    return (f"{100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], p (t) {pt}, "
+            f"p (Wilcoxon) {d['p_wilcoxon']:.2g}")
+
+
 def table_markdown(study: dict) -> str:
     n = len(study["seeds_evaluated"])
     lines = []
     for student, record in (study.get("preconditions") or {}).items():  # first: could R3 learn here at all?
         gate = describe(record)
         lines += [f"Student {student}: {gate[0]}", *(f"- {line.strip()}" for line in gate[1:]), ""]
+    if study.get("endpoints"):
+        lines += ["Endpoints, declared in the profile before the run (percentage points, paired by training seed, "
+                  "two-sided): mean [95% t interval], t-test p, Wilcoxon signed-rank p", ""]
+        lines += [f"- {name}: {_difference(d)}" for name, d in study["endpoints"].items()] + [""]
     lines += [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students; vanilla: over the "
              f"students); weights chosen on the {study['selection']}", "",
              "| arm | " + " | ".join(MEASURES.values()) + " | retry copies reflection | tokens generated in training |",
