@@ -132,6 +132,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "study": {"seeds": [0, 1, 2, 3, 4], "students": [0, 1]},
         "forgetting": None,
     }),
+    "cpu-recompute": _merge(_CPU_DEMO, {
+        "description": "a student whose reflection recomputes the failed attempt and searches from its true first "
+                       "step, with single operations in its SFT; measure its gate first (docs/experiments/README.md)",
+        "student": {"reflection_style": "recompute", "max_num": 15, "max_target": 40, "steps": 1600,
+                    "mix_solve": 0.2, "mix_reflect": 0.3, "mix_no_reflect": 0.05, "mix_generic": 0.05, "mix_arith": 0.4},
+        "evaluate": {"reflection_tokens": 96},
+        "train": {"reflection_tokens": 96},
+        "forgetting": None,
+    }),
     "smoke-function-calling": {
         "description": "seconds: a tiny random model through every stage of function calling (tests)",
         "task": "function_calling", "prompt_style": "compact",
