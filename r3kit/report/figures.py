@@ -96,18 +96,14 @@ def table_markdown(run_dir: str | Path) -> str:
     lines += _against_vanilla(frozen, "Frozen retrier: each model's reflection on the vanilla model's {n} failed first "
                               "attempts, then the *vanilla* model's retry (what the reflection alone adds)", "reflection by",
                               "vs vanilla's reflection")
-    swapped = metrics.get("vanilla", {}).get("swapped_reflection")
-    if swapped:
-        paired = swapped["own_vs_swapped"]
-        lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(swapped['own'])} and after its "
-                  f"reflection on another problem {_cell(swapped['swapped'])} ({swapped['own']['n']} failed attempts; "
-                  f"own gained {paired['gained']}, lost {paired['lost']}, p = {paired['p_value']:.2g})"]
-    oracle = metrics.get("vanilla", {}).get("oracle_reflection")
-    if oracle:
-        paired = oracle["own_vs_oracle"]
-        lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(oracle['own'])} and after the "
-                  f"task's solver's reflection {_cell(oracle['oracle'])} ({oracle['own']['n']} failed attempts the solver "
-                  f"solves; own gained {paired['gained']}, lost {paired['lost']}, p = {paired['p_value']:.2g})"]
+    for bound, after, which in (("swapped", "its reflection on another problem", "failed attempts"),
+                                ("oracle", "the task's solver's reflection", "failed attempts the solver solves")):
+        entry = metrics.get("vanilla", {}).get(f"{bound}_reflection")
+        if entry:
+            paired = entry[f"own_vs_{bound}"]
+            lines += ["", f"Bound: the vanilla model's retry after its own reflection {_cell(entry['own'])} and after "
+                      f"{after} {_cell(entry[bound])} ({entry['own']['n']} {which}; own gained {paired['gained']}, "
+                      f"lost {paired['lost']}, p = {paired['p_value']:.2g})"]
     read = [(label, metrics[key]["reflections_read"]) for key, label in _models(metrics)
             if metrics.get(key, {}).get("reflections_read")]
     if read:
