@@ -162,6 +162,8 @@ def test_written_operations_checks_each_single_operation_and_never_a_chain():
     ("9/0=1 so <answer>9/0*7*3</answer>", "9/0*7*3 is not valid.", None),
     ("7/3=2 so <answer>(7/3)*9</answer>", "7/3=2.33 not 2.", None),
     ("I give up", "no equation.", None),
+    ("<answer> </answer>", "the empty equation is not valid.", None),
+    ("<answer>3*3*3*3</answer>", "3 4 times, 7 unused, 9 unused.", None),
 ])
 def test_diagnose_names_the_first_fault_recomputed_from_the_attempt(attempt, fault, first):
     from r3kit.tasks.countdown import diagnose
@@ -203,3 +205,10 @@ def test_the_oracle_reflection_names_the_fault_then_works_a_solution_that_verifi
         assert all(written_operations(steps)) or "." in steps  # whole values are right; fractions are rounded
         assert TASK.verify(f"<answer>{conclusion}</answer>", problem).ok
     assert TASK.oracle_reflection({"nums": [1, 1], "target": 7}, "<answer>1+1</answer>") is None
+
+
+def test_diagnose_counts_numbers_given_more_than_once():
+    from r3kit.tasks.countdown import diagnose
+
+    assert diagnose("<answer>9*9*9</answer>", [9, 9, 3], 48)[0] == "9 three times, 3 unused."
+    assert diagnose("<answer>3</answer>", [9, 9, 3], 48)[0] == "9 unused twice."

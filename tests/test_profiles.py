@@ -144,8 +144,13 @@ def test_selection_and_arm_sections_are_checked():
         resolve("cpu-study", overrides={"study": {"arms": ["grpo"]}})
     with pytest.raises(ValueError, match="at least 2 distinct training seeds"):
         resolve("cpu-study", overrides={"study": {"seeds": [0]}})
-    with pytest.raises(ValueError, match="study.endpoints are named '<arm> - <arm or vanilla>: <measure>'"):
-        resolve("cpu-study", overrides={"study": {"endpoints": ["R3 beats GRPO"]}})
+    for wrong in ("R3 beats GRPO", "r3 - vanilla: frozen_retriever", "grpo - r3: second_try", "r3 - grpo: frozen_retrier"):
+        with pytest.raises(ValueError, match="study.endpoints are named '<arm> - <arm or vanilla>: <measure>'"):
+            resolve("cpu-study", overrides={"study": {"endpoints": [wrong]}})
+    with pytest.raises(ValueError, match="study.endpoints are named"):  # an arm the study does not run
+        resolve("cpu-study", overrides={"study": {"arms": ["r3", "grpo"], "endpoints": ["r3 - retry_control: first_try"]}})
+    declared = ["r3 - vanilla: frozen_retrier", "r3 - grpo: second_try", "retry_control - vanilla: second_try_last"]
+    assert list(resolve("cpu-study", overrides={"study": {"endpoints": declared}}).study.endpoints) == declared
     run = resolve("cpu-study", overrides={"study": {"seeds": [0, 1, 2], "students": [7]}})
     assert run.study.seeds_of(7) == [0, 1, 2]
 

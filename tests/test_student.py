@@ -486,3 +486,18 @@ def test_a_searched_plan_rejects_second_steps_by_their_true_values():
             assert {a, b} == {12, 5} or (a, op, b) == (49, "-", 37)
             assert claimed != 60 or (a, op, b) == (12, "*", 5)
     assert counts == {0, 1, 2}
+
+
+def test_a_training_state_saved_before_the_arithmetic_settings_still_resumes(tmp_path):
+    import torch
+
+    from r3kit.student.countdown import _load_state
+
+    identity = training_identity(StudentConfig(steps=12), "countdown", None, set())
+    old = {**identity, "config": {k: v for k, v in identity["config"].items()
+                                  if k not in ("mix_arith", "arith_steps", "stop_at_arithmetic")}}
+    torch.save({"identity": old, "step": 5}, tmp_path / "state.pt")
+    assert _load_state(tmp_path / "state.pt", identity)["step"] == 5
+    torch.save({"identity": {**old, "config": {**old["config"], "steps": 13}}, "step": 5}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other settings \(differing: config.steps\)"):
+        _load_state(tmp_path / "other.pt", identity)

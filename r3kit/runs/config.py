@@ -29,6 +29,14 @@ from r3kit.tasks import get_task
 LAUNCHERS = ("accelerate", "torchrun")
 
 
+# The comparisons a study makes across arms, paired by seed (runs/study.py), and what it compares; an endpoint is one
+# of them, or "<arm> - vanilla: frozen_retrier". reflection_gain_*: arm minus vanilla is the difference-in-differences,
+# (own - control) trained - (own - control) vanilla.
+COMPARISONS = (("r3", "vanilla"), ("r3", "grpo"), ("r3", "retry_control"), ("grpo", "vanilla"), ("retry_control", "vanilla"))
+COMPARED = ("first_try", "second_try", "second_try_last", "on_vanilla_failures", "reflection_gain_over_no_reflection",
+            "reflection_gain_over_generic_reflection")
+
+
 @dataclass
 class StudyConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # training seeds (one run of every arm each)
@@ -46,9 +54,22 @@ class StudyConfig:
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or "r3" not in self.arms:
             raise ValueError(f"study.arms must include 'r3' and come from {ARMS}, got {self.arms}")
-        named = [e for e in self.endpoints if not re.fullmatch(r"\w+ - \w+: \w+", str(e))]
-        if named:
-            raise ValueError(f"study.endpoints are named '<arm> - <arm or vanilla>: <measure>', got {named}")
+        wrong = [e for e in self.endpoints if not self._comparison(str(e))]
+        if wrong:
+            raise ValueError(f"study.endpoints are named '<arm> - <arm or vanilla>: <measure>' with arms from "
+                             f"{self.arms}, the pairs {[f'{a} - {b}' for a, b in COMPARISONS]} and a measure from "
+                             f"{[*COMPARED, 'frozen_retrier']} (frozen_retrier: against vanilla); got {wrong}")
+
+    def _comparison(self, name: str) -> bool:
+        match = re.fullmatch(r"(\w+) - (\w+): (\w+)", name)
+        if not match:
+            return False
+        a, b, measure = match.groups()
+        if a not in self.arms or (b != "vanilla" and b not in self.arms):
+            return False
+        if measure == "frozen_retrier":
+            return b == "vanilla"
+        return (a, b) in COMPARISONS and measure in COMPARED
 
     def student_of(self, seed: int) -> int:
         return self.students[self.seeds.index(seed) % len(self.students)]

@@ -26,7 +26,7 @@ from r3kit.core.arms import evaluation_name, variant_name
 from r3kit.eval.preconditions import describe
 from r3kit.eval.stats import across_seeds, mean_sd
 from r3kit.infra.io import read_json, write_json
-from r3kit.runs.config import StudyConfig  # noqa: F401 (re-exported: the study section)
+from r3kit.runs.config import COMPARED, COMPARISONS, StudyConfig  # noqa: F401 (StudyConfig re-exported: the study section)
 from r3kit.runs.pipeline import evaluate_stage, mine_stage, student_stage, train_stage
 
 
@@ -144,10 +144,6 @@ def collect(run) -> list[dict[str, Any]]:
     return rows
 
 
-COMPARISONS = (("r3", "vanilla"), ("r3", "grpo"), ("r3", "retry_control"), ("grpo", "vanilla"), ("retry_control", "vanilla"))
-# reflection_gain_*: arm minus vanilla is the difference-in-differences, (own - control) trained - (own - control) vanilla
-COMPARED = ("first_try", "second_try", "second_try_last", "on_vanilla_failures", "reflection_gain_over_no_reflection",
-            "reflection_gain_over_generic_reflection")
 
 
 def aggregate(run) -> dict[str, Any]:
@@ -201,11 +197,7 @@ def aggregate(run) -> dict[str, Any]:
     for student in run.study.students:
         path = student_run(run, student).run_dir / "preconditions.json"
         gates[str(student)] = read_json(path) if path.exists() else None
-    compared = {**differences, **within}
-    missing = [e for e in run.study.endpoints if e not in compared]
-    if missing:
-        raise ValueError(f"study.endpoints {missing} are not comparisons this study made; it made {sorted(compared)}")
-    endpoints = {e: compared[e] for e in run.study.endpoints}
+    endpoints = {e: differences.get(e) for e in run.study.endpoints}  # None until two seeds of it are evaluated
     study = {"profile": run.profile, "seeds": list(run.study.seeds), "students": list(run.study.students),
              "endpoints": endpoints,
              "preconditions": gates, "seeds_evaluated": sorted({r["seed"] for r in trained}),
@@ -238,7 +230,8 @@ def table_markdown(study: dict) -> str:
     if study.get("endpoints"):
         lines += ["Endpoints, declared in the profile before the run (percentage points, paired by training seed, "
                   "two-sided): mean [95% t interval], t-test p, Wilcoxon signed-rank p", ""]
-        lines += [f"- {name}: {_difference(d)}" for name, d in study["endpoints"].items()] + [""]
+        lines += [f"- {name}: {_difference(d) if d else 'not yet measured (fewer than 2 seeds evaluated)'}"
+                  for name, d in study["endpoints"].items()] + [""]
     lines += [f"Test accuracy %, mean ± sd over {n} training seeds ({len(study['students'])} students; vanilla: over the "
              f"students); weights chosen on the {study['selection']}", "",
              "| arm | " + " | ".join(MEASURES.values()) + " | retry copies reflection | tokens generated in training |",

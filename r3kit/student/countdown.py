@@ -314,7 +314,8 @@ def arithmetic_accuracy(model, tokenizer, cfg: StudentConfig, n: int = 400) -> d
     rng = random.Random(ARITHMETIC_SEED)
     asked = [arithmetic(cfg, rng) for _ in range(n)]
     said = HFGenerator(model, tokenizer, batch_size=200).generate(
-        [[{"role": "user", "content": turns[0][1]}] for turns in asked], Sampling(max_new_tokens=16))
+        [[{"role": "user", "content": turns[0][1]}] for turns in asked],
+        Sampling(max_new_tokens=max(len(turns[1][1]) for turns in asked) + 2))
     right = {op: [] for op in _OPS}
     for turns, completion in zip(asked, said):
         expected = turns[1][1]
@@ -478,6 +479,8 @@ def _load_state(path: Path, identity: dict) -> dict | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("identity"):  # settings added since it was saved were at their defaults
+        state["identity"] = {**state["identity"], **recorded_identity(state["identity"])}
     if state.get("identity") != identity:
         saved = state.get("identity") or {}
         differ = sorted(k for k in identity if k != "config" and saved.get(k) != identity[k])
@@ -585,9 +588,9 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     summary["steps_trained"] = len(losses)  # below cfg.steps when a validation check stopped it
     if checks:
         summary["validation_checks"] = checks  # greedy first try on validation rows and/or arithmetic, by step
-    for rule in ("stop_at_first_try", "stop_at_arithmetic"):
-        if getattr(cfg, rule) is not None:
-            summary[f"reached_{rule}"] = stopped
+    for rule, measure in (("stop_at_first_try", "first_try"), ("stop_at_arithmetic", "arithmetic")):
+        if getattr(cfg, rule) is not None:  # each rule on its own: with both set, training stops once both are met
+            summary[f"reached_{rule}"] = bool(checks) and checks[-1][measure] >= getattr(cfg, rule)
     if done:
         summary["resumed_from_step"] = done
     write_json(Path(out_dir) / "student.json", summary)

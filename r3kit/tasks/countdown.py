@@ -192,13 +192,14 @@ def diagnose(attempt: str, nums: list[int], target: int | float) -> tuple[str, s
             raise ValueError(equation)
         value, used = evaluate_expression(equation)
     except ValueError:
-        return f"{equation.strip()[:40]} is not valid.", first
+        return f"{equation.strip()[:40] or 'the empty equation'} is not valid.", first
     given, written = Counter(int(n) for n in nums), Counter(used)
     if written != given:
-        parts = []
-        for n in sorted(written - given):
-            parts.append(f"{n} twice" if given[n] else f"{n} not given")
-        parts += [f"{n} unused" for n in sorted((given - written).elements())]
+        times = {2: "twice", 3: "three times"}
+        parts = [(f"{n} {times.get(written[n], f'{written[n]} times')}" if given[n] else f"{n} not given")
+                 for n in sorted(written - given)]
+        parts += [f"{n} unused" + (f" {times.get(k, f'{k} times')}" if k > 1 else "")
+                  for n, k in sorted((given - written).items())]
         return ", ".join(parts) + ".", first
     for a, op, b, claimed, true in steps:
         if true != claimed:
@@ -354,7 +355,8 @@ class CountdownTask(Task):
         if node is None:
             return None
         fault, _ = diagnose(attempt, nums, target)
-        return f"{fault} {','.join(worked_steps(node))} so {format_tree(node)[0].replace(' ', '')}".replace("  ", " ")
+        steps = ",".join(worked_steps(node))
+        return f"{fault} {steps + ' ' if steps else ''}so {format_tree(node)[0].replace(' ', '')}"
 
     def validate_example(self, example: dict) -> None:
         super().validate_example(example)
