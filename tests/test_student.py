@@ -126,8 +126,9 @@ def test_student_device_and_mix_are_checked_before_training(tmp_path):
         StudentConfig(steps=10, extract_steps=10).validate()
     with pytest.raises(ValueError, match="extract_steps and arith_steps must be >= 0 and together below steps"):
         StudentConfig(steps=10, arith_steps=6, extract_steps=4).validate()
-    with pytest.raises(ValueError, match="'recompute' recomputes an attempt's worked steps; set worked_attempts=True"):
-        StudentConfig(reflection_style="recompute").validate()
+    for style in ("recompute", "verify"):
+        with pytest.raises(ValueError, match=f"'{style}' recomputes an attempt's worked steps; set worked_attempts=True"):
+            StudentConfig(reflection_style=style).validate()
     with pytest.raises(ValueError, match="mix weights must be non-negative"):
         StudentConfig(mix_arith=-0.1).validate()
     for wrong in ({"mix_arith": 0.1}, {"arith_steps": 2}, {"reflection_style": "recompute", "worked_attempts": True}):
@@ -349,8 +350,9 @@ def test_faulty_attempts_fail_and_carry_each_fault_in_about_its_share():
         assert abs(seen[name] / len(problems) - share) < 0.08, seen
 
 
+@pytest.mark.parametrize("style", ["recompute", "verify"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(seed):
+def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(seed, style):
     from r3kit.tasks.countdown import diagnose, extract_answer, written_operations
 
     task = get_task("countdown", style="compact")
@@ -358,7 +360,7 @@ def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(
     problems = iter_problems(None, seed=seed, num_counts=(3,), max_num=15, max_target=60)
     made = 0
     for problem in itertools.islice(problems, 60):
-        turns = conversation(problem, "reflect", rng, work=True, style="recompute")
+        turns = conversation(problem, "reflect", rng, work=True, style=style)
         if turns is None:
             continue
         made += 1
@@ -373,6 +375,10 @@ def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(
         assert conclusion != extract_answer(attempt)  # never the failed equation
         keeps = [r for r, _ in plans(problem["nums"], problem["target"]) if r.split(",")[0] == first]
         assert not keeps or plan.split(",")[0] == first  # a plan that keeps the true first step, where one exists
+        searched = re.findall(r"=(\d+)( vs \d+)? (no|so)", plan)
+        assert searched[-1][2] == "so" and all(said == "no" for *_, said in searched[:-1])
+        assert all(int(value) != problem["target"] for value, *_ in searched[:-1])  # rejected by their true values
+        assert all(versus == (f" vs {problem['target']}" if style == "verify" else "") for _, versus, _ in searched)
         read = task.read_reflection(problem, attempt, reflection)
         assert read == {"values_right": 1.0, "names_the_fault": True, "conclusion_verifies": True,
                         "repeats_failed": False}

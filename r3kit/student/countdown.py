@@ -67,7 +67,8 @@ from r3kit.tasks.countdown import diagnose, evaluate_expression, extract_answer
 _OPS = ("+", "-", "*", "/")
 CHECKPOINT_SECONDS = 300.0  # the most training time a crash can lose (checkpoints do not change the student)
 STATE_FILE = "training_state.pt"
-REFLECTION_STYLES = ("fresh", "check", "recompute")
+REFLECTION_STYLES = ("fresh", "check", "recompute", "verify")
+SEARCHED = {"recompute": 2, "verify": 3}  # the most second steps a reflection of that style tries and rejects
 # the kinds of failed attempt a recompute-style student is shown, and how often: an honest wrong equation with its
 # true values, a last step that claims the target, a first step with a slipped value, a number used twice
 FAULTS = {"honest": 0.2, "faked_target": 0.3, "slipped_step": 0.2, "misused_number": 0.3}
@@ -105,7 +106,8 @@ class StudentConfig:
     check_rows: int = 100  # validation rows a check attempts
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
     reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it;
-    # "recompute": recompute the attempt's steps, name its first fault, fix it from its first step (needs worked_attempts)
+    # "recompute": recompute the attempt's steps, name its first fault, fix it from its first step (needs worked_attempts);
+    # "verify": as recompute, each searched step stating the target beside its value ("12+10=22 vs 26 no,")
     seed: int = 0
     device: str = "cpu"  # "cuda" trains on a GPU (the saved student is the same files; results differ in the last bits)
 
@@ -129,8 +131,9 @@ class StudentConfig:
             raise ValueError(f"student.check_every and check_rows must be >= 1, got {self.check_every}, {self.check_rows}")
         if self.reflection_style not in REFLECTION_STYLES:
             raise ValueError(f"reflection_style must be one of {REFLECTION_STYLES}, got {self.reflection_style!r}")
-        if self.reflection_style == "recompute" and not self.worked_attempts:
-            raise ValueError("reflection_style='recompute' recomputes an attempt's worked steps; set worked_attempts=True")
+        if self.reflection_style in SEARCHED and not self.worked_attempts:
+            raise ValueError(f"reflection_style={self.reflection_style!r} recomputes an attempt's worked steps; "
+                             "set worked_attempts=True")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
@@ -261,9 +264,11 @@ def fix_from(attempt: str, options: list[tuple[str, str]]) -> list[tuple[str, st
     return same_pair or options
 
 
-def searched(plan: str, target: int, rng: random.Random) -> str:
-    """A plan with 0-2 second steps tried and rejected before the one that reaches the target, each with its true
-    value ("49+37=86,86+26=112 no,86-26=60 so (49+37)-26"): a step's value is computed, not the target copied."""
+def searched(plan: str, target: int, rng: random.Random, style: str = "recompute") -> str:
+    """A plan with 0 to SEARCHED[style] second steps tried and rejected before the one that reaches the target, each
+    with its true value ("49+37=86,86+26=112 no,86-26=60 so (49+37)-26"): a step's value is computed, not the
+    target copied. Style "verify" writes the target beside each searched value ("86+26=112 vs 60 no,86-26=60 vs 60
+    so"), so whether to stop is a comparison of two numbers side by side."""
     steps, answer = plan.rsplit(" so ", 1)
     first, second = steps.split(",")
     value = int(first.split("=")[1])
@@ -271,16 +276,18 @@ def searched(plan: str, target: int, rng: random.Random) -> str:
     other = int(y) if int(x) == value else int(x)
     tried = sorted({f"{a}{op}{b}={v}" for op in _OPS for a, b in ((value, other), (other, value))[: 1 if op in "+*" else 2]
                     if (v := _value(op, a, b)) is not None and v != target})
-    rejected = rng.sample(tried, min(rng.choice((0, 1, 2)), len(tried)))
-    return f"{first},{''.join(f'{t} no,' for t in rejected)}{second} so {answer}"
+    rejected = rng.sample(tried, min(rng.choice(range(SEARCHED[style] + 1)), len(tried)))
+    versus = f" vs {target}" if style == "verify" else ""
+    return f"{first},{''.join(f'{t}{versus} no,' for t in rejected)}{second}{versus} so {answer}"
 
 
-def recompute(failed: str, problem: dict, options: list[tuple[str, str]], rng: random.Random) -> tuple[str, str]:
+def recompute(failed: str, problem: dict, options: list[tuple[str, str]], rng: random.Random,
+              style: str = "recompute") -> tuple[str, str]:
     """A recompute-style (reflection, answer): the attempt's first fault (diagnose), then a search from its first
     step rewritten with the true value ("49+37=86 not 85. 49+37=86,86+26=112 no,86-26=60 so (49+37)-26")."""
     fault, first = diagnose(failed, problem["nums"], problem["target"])
     reflection, solution = rng.choice(fix_from(first or "", options))
-    return f"{fault} {searched(reflection, problem['target'], rng)}", solution
+    return f"{fault} {searched(reflection, problem['target'], rng, style)}", solution
 
 
 def arithmetic(cfg: StudentConfig, rng: random.Random) -> list[tuple[str, str, bool]]:
@@ -335,10 +342,10 @@ def conversation(problem: dict, kind: str, rng: random.Random, work: bool = Fals
     options = plans(problem["nums"], problem["target"])
     if not options:
         return None
-    if style == "recompute" and kind != "solve":
+    if style in SEARCHED and kind != "solve":
         failed = faulty_attempt(problem["nums"], problem["target"], rng)
         if kind == "reflect":
-            reflection, solution = recompute(failed, problem, options, rng)
+            reflection, solution = recompute(failed, problem, options, rng, style)
         else:  # retries without the reflection solve afresh
             reflection, solution = rng.choice(options)
     elif style == "check" and kind == "reflect":  # the failed attempt first: the reflection is about it
@@ -512,7 +519,7 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
     if task == "countdown" and (cfg.mix_extract or cfg.extract_steps):
         raise ValueError("student.mix_extract and extract_steps are for the function-calling student; set them to 0 "
                          "for countdown")
-    if task == "function_calling" and (cfg.mix_arith or cfg.arith_steps or cfg.reflection_style == "recompute"
+    if task == "function_calling" and (cfg.mix_arith or cfg.arith_steps or cfg.reflection_style in SEARCHED
                                        or cfg.stop_at_arithmetic is not None):
         raise ValueError("student.mix_arith, arith_steps, stop_at_arithmetic and reflection_style='recompute' are for "
                          "the countdown student; unset them for function calling")
