@@ -59,7 +59,7 @@ def test_function_calling_student_runs_every_stage_and_sorts_its_failures(tmp_pa
     assert (figures / "failure_categories.png").stat().st_size > 10_000
     assert (figures / "student.png").stat().st_size > 10_000
     samples = (figures / "reflections.md").read_text()
-    assert "## vanilla vs R3-trained" in samples and samples.count("### problem") >= 2
+    assert "## vanilla vs R3" in samples and samples.count("### problem") >= 2
 
 
 def test_the_students_validation_check_attempts_validation_rows_only(tmp_path, monkeypatch):

@@ -59,16 +59,16 @@ def test_all_figures_from_files(tmp_path):
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     table = table_markdown(tmp_path)
     assert table.startswith("R3's preconditions: not recorded for this run")  # before any result
-    assert "| vanilla | 30.0 [" in table and "| R3-trained | 40.0 [" in table and "n = 200" in table
+    assert "| vanilla | 30.0 [" in table and "| R3 | 40.0 [" in table and "n = 200" in table
     assert "vanilla model's 120 failed first attempts" in table and "| vanilla | 25.0 [" in table
-    assert "| R3-trained | 41.7 [" in table and "40 gained, 10 lost, p = 0.001 |" in table
+    assert "| R3 | 41.7 [" in table and "40 gained, 10 lost, p = 0.001 |" in table
     assert "the same 200 problems" in table
-    assert "then the *vanilla* model's retry" in table and "| R3-trained | 29.2 [" in table
-    assert "| R3-trained | 29.2 [21.8, 37.8] | 25 gained, 20 lost, p = 0.04 |" in table  # its reflection, vanilla's retry
+    assert "then the *vanilla* model's retry" in table and "| R3 | 29.2 [" in table
+    assert "| R3 | 29.2 [21.8, 37.8] | 25 gained, 20 lost, p = 0.04 |" in table  # its reflection, vanilla's retry
     assert "after its reflection on another problem 10.0 [" in table and "own gained 25, lost 7, p = 0.002" in table
     assert re.search(r"\| vanilla \| 10\.0 \[[^]]*\] \| 25\.0 \[[^]]*\] \| 15\.0 \[[^]]*\] \| — \|", table)
     assert "after the task's solver's reflection 60.0 [" in table and "(110 failed attempts the solver solves; own gained 3" in table
-    assert "| R3-trained | 30 gained, 31 lost, p = 0.6 | 45 gained, 20 lost, p = 0.001 | 77 |" in table
+    assert "| R3 | 30 gained, 31 lost, p = 0.6 | 45 gained, 20 lost, p = 0.001 | 77 |" in table
 
 
 def test_training_curves_without_kl_plot_entropy(tmp_path):
@@ -83,3 +83,24 @@ def test_training_curves_without_kl_plot_entropy(tmp_path):
                              "entropy": 0.3})
     out = training_curves(tmp_path, tmp_path / "curves.png")
     assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_model_keeps_its_colour_and_name_in_every_figure(tmp_path):
+    """One colour per arm whichever record names it (the study's "r3", metrics.json's "trained", the trainer's
+    "reflection"); conditions use colours no model has; an unknown name is a clear error."""
+    import pytest
+    from matplotlib.colors import to_hex
+
+    from r3kit.report import palette
+    from r3kit.report.figures import CURVES, MODELS, curves_figure
+
+    assert palette.colour("trained") == palette.colour("r3") == palette.colour("reflection") == palette.colour("trained-last")
+    assert len({palette.colour(arm) for arm in palette.ARMS}) == len(palette.ARMS)
+    assert not {shade for _, shade in palette.CONDITIONS.values()} & {palette.colour(arm) for arm in palette.ARMS}
+    assert dict(MODELS)["trained"] == "R3" and palette.name("grpo", rewards=True) == "plain GRPO (reward on the first attempt)"
+    with pytest.raises(KeyError, match="no arm is named 'dpo'"):
+        palette.colour("dpo")
+    rows = [{"step": s, "reward": 0.1, "frac_zero_std": 0.5, "reflection_tokens": 8, "kl": 0.01} for s in (1, 2)]
+    fig = curves_figure({"r3": rows, "grpo": rows})
+    lines = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
+    assert lines == {CURVES["r3"][0]: palette.colour("r3"), CURVES["grpo"][0]: palette.colour("grpo")}

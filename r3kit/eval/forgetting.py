@@ -43,6 +43,9 @@ PAPER_BENCHMARKS = ("mmlu_pro", "gsm8k", "hellaswag", "minerva_math")
 METRICS = {"mmlu_pro": "exact_match,custom-extract", "gsm8k": "exact_match,strict-match",
            "hellaswag": "acc_norm,none", "minerva_math": "exact_match,none"}
 COMPARED = ("trained", "grpo", "retry_control")
+# The score of guessing, for tasks with a fixed number of choices (the figures draw it): hellaswag 4 endings,
+# mmlu_pro 10 options, the CPU student's arithmetic probe 4 values (harness_tasks/countdown_arithmetic.yaml)
+CHANCE = {"hellaswag": 0.25, "mmlu_pro": 0.1, "r3kit_countdown_arithmetic": 0.25}
 
 
 @dataclass

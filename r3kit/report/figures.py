@@ -1,6 +1,6 @@
 """Figures and the paper-style table, drawn from a run folder's saved files only (never from a model).
 
-    table.md / table.png      accuracy of each model (vanilla, R3-trained, retry-reward control) on the
+    table.md / table.png      accuracy of each model (vanilla, R3, plain GRPO, retry control) on the
                               first try, second try and the two controls, with Wilson 95% intervals
     accuracy.png              the same numbers as grouped bars with interval whiskers
     fixed_failures.png        retry success after each model's own reflection on the vanilla model's failed
@@ -18,6 +18,7 @@
                               +-1.96 lm-eval standard errors, and each trained model minus vanilla, paired per item,
                               with its 95% t interval
 
+Every model and every retry condition has one name and one colour in all of them (report/palette.py).
 Figures are drawn with matplotlib's object API (a Figure, never pyplot's global state or a backend switch), so
 importing this module leaves a notebook's inline plotting as it was; each function saves a PNG and returns its path.
 """
@@ -25,6 +26,7 @@ importing this module leaves a notebook's inline plotting as it was; each functi
 from __future__ import annotations
 
 import csv
+import re
 import textwrap
 from pathlib import Path
 
@@ -33,15 +35,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from r3kit.eval.evaluate import READ_REFLECTION
+from r3kit.eval.forgetting import CHANCE
 from r3kit.eval.preconditions import describe
 from r3kit.infra.io import read_json, read_jsonl
+from r3kit.report import palette
+from r3kit.report.palette import CONDITIONS
 from r3kit.tasks import get_task
 
-COLUMNS = [("first_try", "1st try"), ("second_try", "2nd try (own reflection)"),
-           ("retry_no_reflection", "2nd try, no reflection"), ("retry_generic_reflection", "2nd try, generic reflection")]
-MODELS = [("vanilla", "vanilla"), ("trained", "R3-trained"), ("grpo", "plain GRPO (first attempts)"),
-          ("retry_control", "retry-reward GRPO (control)")]
-COLOURS = ["#9aa5b1", "#2b6cb0", "#63b3ed", "#c6dcef"]
+COLUMNS = [(column, label) for column, (label, _) in CONDITIONS.items()]
+MODELS = [(key, palette.name(key)) for key in ("vanilla", "trained", "grpo", "retry_control")]  # metrics.json's keys
 
 
 def _models(metrics: dict) -> list[tuple[str, str]]:
@@ -145,11 +147,12 @@ def fixed_failures(run_dir: Path, out: Path) -> Path | None:
     if not fixed:
         return None
     bars = [("vanilla", fixed[0][2]["baseline"], None)] + [(label, e["model"], e["paired"]["p_value"]) for _, label, e in fixed]
+    keys = ["vanilla"] + [key for key, _, _ in fixed]
     fig, ax = _subplots(figsize=(7, 4))
     for i, (_, entry, p) in enumerate(bars):
         y = 100 * entry["accuracy"]
         ax.bar(i, y, 0.6, yerr=[[y - 100 * entry["ci_low"]], [100 * entry["ci_high"] - y]], capsize=4,
-               color=COLOURS[min(i, len(COLOURS) - 1)], edgecolor="black", linewidth=0.5)
+               color=palette.colour(keys[i]), edgecolor="black", linewidth=0.5, hatch="//" if keys[i].endswith("-last") else None)
         ax.annotate(f"{y:.1f}%" + (f"\np = {p:.2g}" if p is not None else ""), (i, 100 * entry["ci_high"]),
                     xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9)
     ax.set_xticks(range(len(bars)), [textwrap.fill(label, 24) for label, _, _ in bars], fontsize=8)
@@ -180,7 +183,7 @@ def accuracy_bars(run_dir: Path, out: Path) -> Path:
     models = _models(metrics)
     fig, ax = _subplots(figsize=(9, 4.5))
     width = 0.8 / len(COLUMNS)
-    for j, ((column, label), colour) in enumerate(zip(COLUMNS, COLOURS)):
+    for j, (column, (label, shade)) in enumerate(CONDITIONS.items()):
         xs, ys, low, high = [], [], [], []
         for i, (key, _) in enumerate(models):
             entry = metrics[key].get(column)
@@ -189,12 +192,12 @@ def accuracy_bars(run_dir: Path, out: Path) -> Path:
                 ys.append(100 * entry["accuracy"])
                 low.append(100 * (entry["accuracy"] - entry["ci_low"]))
                 high.append(100 * (entry["ci_high"] - entry["accuracy"]))
-        ax.bar(xs, ys, width, yerr=[low, high], capsize=3, label=label, color=colour, edgecolor="black", linewidth=0.5)
+        ax.bar(xs, ys, width, yerr=[low, high], capsize=3, label=label, color=shade, edgecolor="black", linewidth=0.5)
     ax.set_xticks(range(len(models)), [textwrap.fill(label, 24) for _, label in models], fontsize=8)
     ax.set_ylabel("accuracy (%)")
     n = metrics[models[0][0]]["first_try"]["n"]
     ax.set_title(f"Held-out accuracy (n = {n}), whiskers: Wilson 95% intervals")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside the bars
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out)
 
@@ -208,11 +211,7 @@ def _smooth(values: list[float], window: int = 10) -> list[float]:
     return [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
 
-CURVES = {"r3": ("R3 (reward on reflection)", "C0"), "retry_control": ("control (reward on retry)", "C1"),
-          "grpo": ("plain GRPO (reward on first attempt)", "C2")}
-
-
-ARM_VARIANT = {"reflection": "r3", "attempt": "grpo", "retry": "retry_control"}  # TrainConfig.reward_target -> CURVES
+CURVES = {arm: (palette.name(arm, rewards=True), palette.colour(arm)) for arm in ("r3", "retry_control", "grpo")}
 
 
 def curves_figure(logs: dict[str, list[dict]], title: str = "") -> Figure:
@@ -222,7 +221,8 @@ def curves_figure(logs: dict[str, list[dict]], title: str = "") -> Figure:
     last = ("kl", "KL to the starting model") if has_kl else ("entropy", "entropy of the trained turn (beta = 0: no KL)")
     panels = [("reward", "success of the rewarded turn (reward)"), ("frac_zero_std", "groups with no signal"),
               ("reflection_tokens", "reflection length (tokens)"), last]
-    fig, axes = _subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = _subplots(2, 2, figsize=(10.5, 6.4))  # 2 x 2: reads at a notebook's width
+    axes = [ax for row in axes for ax in row]
     for (column, panel), ax in zip(panels, axes):
         for variant, rows in logs.items():
             kept = [r for r in rows if r.get(column) not in ("", None)]
@@ -234,9 +234,10 @@ def curves_figure(logs: dict[str, list[dict]], title: str = "") -> Figure:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=len(labels), frameon=False)
     fig.suptitle(title or "Training on mined failures (thin: per step; thick: 10-step mean)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -249,20 +250,23 @@ def training_curves(run_dir: Path, out: Path) -> Path | None:
 
 def reflection_lengths(run_dir: Path, out: Path) -> Path | None:
     series = {}
-    for which, label in MODELS:
+    for which, _ in MODELS:
         path = run_dir / "eval" / which / "transcripts.jsonl"
         if path.exists():
             lengths = [r["second"]["reflection"]["reflection_tokens"] for r in read_jsonl(path) if "reflection" in r["second"]]
             if lengths:
-                series[label] = lengths
+                series[which] = lengths
     if not series:
         return None
     fig, ax = _subplots(figsize=(7, 4))
-    top = max(max(v) for v in series.values())
-    bins = range(0, top + 2)
-    for label, lengths in series.items():
-        ax.hist(lengths, bins=bins, alpha=0.5, label=f"{label} (mean {sum(lengths) / len(lengths):.1f})")
-    ax.set_xlabel("reflection length (tokens)")
+    low, top = min(min(v) for v in series.values()), max(max(v) for v in series.values())
+    step = max(1, (top - low + 1) // 40)
+    bins = range(low, top + 1 + step, step)
+    for key, lengths in series.items():  # outlines, not blended fills: each model's shape stays readable
+        ax.hist(lengths, bins=bins, histtype="step", linewidth=1.6, color=palette.colour(key),
+                label=f"{palette.name(key)} (mean {sum(lengths) / len(lengths):.1f})")
+    ax.set_xlim(low - 1, top + 2)
+    ax.set_xlabel("reflection length (tokens of the model's tokenizer: characters for the CPU student)")
     ax.set_ylabel("failed first attempts")
     ax.set_title("Reflections on the held-out failures")
     ax.legend(fontsize=8)
@@ -326,7 +330,7 @@ def failure_categories(run_dir: Path, out: Path) -> Path | None:
         for k, model in enumerate(models):
             shares = [100 * counts.loc[c, model] / n[model] for c in categories]
             ax.bar([i + (k - (len(models) - 1) / 2) * width for i in range(len(categories))], shares, width,
-                   label=f"{labels[model]} ({sum(shares):.1f}% in all)", color=COLOURS[[m for m, _ in MODELS].index(model)])
+                   label=f"{labels[model]} ({sum(shares):.1f}% in all)", color=palette.colour(model))
         ax.set_xticks(range(len(categories)), [textwrap.fill(c, 10) for c in categories], fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=7)
@@ -365,26 +369,30 @@ def reflections_markdown(run_dir: Path, k: int = 3, seed: int = 0) -> str | None
     return "\n".join(lines)
 
 
-def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path:
+def accuracy_by_difficulty(run_dir: Path, out: Path) -> Path | None:
+    """First and second try per difficulty bucket; None where the test split has a single bucket (accuracy.png
+    already shows it, with intervals)."""
     metrics = _metrics(run_dir)
     models = _models(metrics)
     buckets = sorted({b for key, _ in models for b in metrics[key]["by_difficulty"]})
+    if len(buckets) < 2:
+        return None
     fig, axes = _subplots(1, len(buckets), figsize=(4.5 * len(buckets), 4), squeeze=False)
     for ax, bucket in zip(axes[0], buckets):
-        for j, (column, label) in enumerate([("first_try", "1st try"), ("second_try", "2nd try")]):
+        for j, column in enumerate(("first_try", "second_try")):
+            label, shade = CONDITIONS[column]
             ys = [100 * metrics[key]["by_difficulty"].get(bucket, {}).get(column, {"accuracy": 0})["accuracy"] for key, _ in models]
-            ax.bar([i + (j - 0.5) * 0.38 for i in range(len(models))], ys, 0.38, label=label, color=COLOURS[j], edgecolor="black", linewidth=0.5)
+            ax.bar([i + (j - 0.5) * 0.38 for i in range(len(models))], ys, 0.38, label=label, color=shade, edgecolor="black", linewidth=0.5)
         n = metrics[models[0][0]]["by_difficulty"].get(bucket, {}).get("first_try", {}).get("n", 0)
         ax.set_title(f"{bucket} (n = {n})", fontsize=10)
-        ax.set_xticks(range(len(models)), [label.split(" (")[0] for _, label in models], fontsize=8)
+        ax.set_xticks(range(len(models)), [textwrap.fill(label, 16) for _, label in models], fontsize=7)
         ax.set_ylabel("accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     return _save(fig, out)
 
 
-STUDY_ARMS = [("vanilla", "vanilla"), ("r3", "R3"), ("grpo", "plain GRPO\n(first attempts)"),
-              ("retry_control", "retry-reward\ncontrol (fair)")]
+STUDY_ARMS = [(arm, palette.name(arm).replace(" ", "\n", 1)) for arm in ("vanilla", "r3", "grpo", "retry_control")]
 STUDY_PANELS = [("first_try", "first try"), ("second_try", "second try (own reflection)"),
                 ("both_failed_first", "retry on vanilla's failures\nthat this model also fails first"),
                 ("own_failures_reflection", "retry after own reflection,\non its own failures")]
@@ -397,16 +405,21 @@ def study_seeds(study: dict, out: Path) -> Path | None:
     panels = [(k, t) for k, t in STUDY_PANELS if any(r.get(k) is not None for r in rows)]
     if not arms or not panels:
         return None
-    fig, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    cols = min(2, len(panels))  # two panels a row: the figure reads at a notebook's width
+    grid = -(-len(panels) // cols)
+    fig, axes = _subplots(grid, cols, figsize=(5.2 * cols, 3.9 * grid), squeeze=False)
+    axes = [ax for row in axes for ax in row]
+    for spare in axes[len(panels):]:
+        spare.axis("off")
     markers = "os^Dv"
     students = sorted({r["student"] for r in rows})
-    for ax, (key, title) in zip(axes[0], panels):
+    for ax, (key, title) in zip(axes, panels):
         for i, (arm, _) in enumerate(arms):
             values = [(r["student"], 100 * r[key]) for r in rows if r["arm"] == arm and r.get(key) is not None]
             if not values:
                 continue
             for j, (student, y) in enumerate(values):
-                ax.scatter(i + 0.06 * (j - (len(values) - 1) / 2), y, s=28, color=f"C{i}", edgecolor="black", linewidth=0.4,
+                ax.scatter(i + 0.06 * (j - (len(values) - 1) / 2), y, s=28, color=palette.colour(arm), edgecolor="black", linewidth=0.4,
                            marker=markers[students.index(student) % len(markers)], zorder=3)
             ys = [y for _, y in values]
             mean = sum(ys) / len(ys)
@@ -418,37 +431,83 @@ def study_seeds(study: dict, out: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3)
     handles = [Line2D([], [], marker=markers[k % len(markers)], linestyle="", color="grey", label=f"student {s}")
                for k, s in enumerate(students)]
-    axes[0][0].legend(handles=handles, fontsize=8, loc="best")
+    axes[0].legend(handles=handles, fontsize=8, loc="best")
     fig.suptitle(f"Each dot is one training seed ({len(study['seeds_evaluated'])} seeds, {len(students)} students); "
                  f"bar: mean ± sd; weights chosen on the {study['selection']}", fontsize=10)
     return _save(fig, out)
 
 
+def in_words(key: str) -> str:
+    """A comparison's key as study.json names it, in words: "r3 - grpo: second_try_last" -> "R3 − plain GRPO:
+    second try (last weights)"."""
+    words = re.sub(r"\b(retry_control|vanilla|grpo|r3)\b", lambda m: palette.name(m.group(1)), key)
+    words = words.replace("second_try_last", "second try (last weights)").replace(" - ", " − ")
+    return words.replace("_", " ")
+
+
 def study_differences(study: dict, out: Path) -> Path | None:
-    """Paired-by-seed differences between arms (points) with their 95% t intervals."""
-    items = [(name, d) for name, d in {**study["differences"], **study["within_arms"]}.items()]
-    if not items:
+    """Paired-by-seed differences between arms (points) with their 95% t intervals: the study's declared endpoints
+    (else each arm against another on the second try) on top, every other comparison below as diagnostics."""
+    every = {**study["differences"], **study["within_arms"]}
+    if not every:
         return None
-    fig, ax = _subplots(figsize=(9, 0.8 + 0.32 * len(items)))
-    for i, (_, d) in enumerate(items):
-        y = len(items) - 1 - i
-        ax.plot([100 * d["ci_low"], 100 * d["ci_high"]], [y, y], color="C0" if d["ci_low"] > 0 or d["ci_high"] < 0 else "grey")
-        ax.scatter([100 * x for x in d["differences"]], [y] * len(d["differences"]), s=10, color="black", alpha=0.5, zorder=3)
-        ax.scatter(100 * d["mean"], y, s=40, marker="D", color="C3", zorder=4)
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(items)), [name for name, _ in reversed(items)], fontsize=8)
-    ax.set_xlabel("difference (percentage points); line: 95% t interval over seeds, dots: seeds, diamond: mean")
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Paired by training seed: what each arm changes, on the test split", fontsize=10)
+    declared = [e for e in study.get("endpoints") or {} if every.get(e)]
+    headline = declared or [k for k in study["differences"] if k.endswith(": second_try")]
+    panels = [(("declared endpoints" if declared else "arm against arm, second try"), headline),
+              ("diagnostics", [k for k in every if k not in headline])]
+    panels = [(title, keys) for title, keys in panels if keys]
+    fig, axes = _subplots(len(panels), 1, figsize=(11, 1.4 + 0.3 * len(every) + 0.6 * len(panels)), squeeze=False, sharex=True,
+                          height_ratios=[len(keys) + 1.5 for _, keys in panels])
+    for ax, (title, keys) in zip(axes[:, 0], panels):
+        for i, key in enumerate(keys):
+            d, y = every[key], len(keys) - 1 - i
+            ax.plot([100 * d["ci_low"], 100 * d["ci_high"]], [y, y],
+                    color=palette.SIGNIFICANT if d["ci_low"] > 0 or d["ci_high"] < 0 else palette.NOT_SIGNIFICANT)
+            ax.scatter([100 * x for x in d["differences"]], [y] * len(d["differences"]), s=10, color="black", alpha=0.5, zorder=3)
+            ax.scatter(100 * d["mean"], y, s=40, marker="D", color=palette.ESTIMATE, zorder=4)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(keys)), [textwrap.fill(in_words(k), 70) for k in reversed(keys)], fontsize=8)
+        ax.set_ylim(-0.7, len(keys) - 0.3)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("difference on the test split (percentage points)")
+    axes[0, 0].legend(handles=[Line2D([], [], color=palette.SIGNIFICANT, label="95% t interval over seeds, excludes 0"),
+                               Line2D([], [], color=palette.NOT_SIGNIFICANT, label="95% t interval over seeds, includes 0"),
+                               Line2D([], [], marker="o", linestyle="", color="black", alpha=0.5, markersize=4,
+                                      label="one seed"),
+                               Line2D([], [], marker="D", linestyle="", color=palette.ESTIMATE, label="mean")],
+                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle("Paired by training seed: what each arm changes", fontsize=10)
     return _save(fig, out)
 
 
 FORGETTING_LABELS = dict(MODELS)
 
 
+def _colour(model: str) -> str:
+    """A model's colour; grey for one the palette does not name (a model added by hand to forgetting.json)."""
+    try:
+        return palette.colour(model)
+    except KeyError:
+        return palette.NOT_SIGNIFICANT
+
+
 def _forgetting(run_dir: Path) -> dict | None:
     path = run_dir / "forgetting.json"
     return read_json(path) if path.exists() else None
+
+
+def task_words(task: str) -> str:
+    """An lm-eval task name in words: "r3kit_countdown_far_targets" -> "countdown far targets"."""
+    return task.removeprefix("r3kit_").replace("_", " ")
+
+
+def metric_words(metric: str) -> str:
+    """lm-eval's "<metric>,<filter>" key in words: "acc,none" -> "accuracy", "exact_match,strict-match" ->
+    "exact match, strict-match"."""
+    name, _, how = metric.partition(",")
+    name = {"acc": "accuracy", "acc_norm": "length-normalised accuracy"}.get(name, name.replace("_", " "))
+    return name if how in ("", "none") else f"{name}, {how}"
 
 
 def _p(value) -> str:
@@ -475,7 +534,7 @@ def forgetting_markdown(run_dir: str | Path) -> str | None:
                 cell += (f"<br>{100 * diff['difference']:+.1f} [{100 * diff['ci_low']:+.1f}, {100 * diff['ci_high']:+.1f}],"
                          f" p {_p(p)}")
             cells.append(cell)
-        lines.append(f"| {task} ({entry['metric']}, n = {n}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {task_words(task)} ({metric_words(entry['metric'])}, n = {n}) | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Scores in %, ± lm-eval's standard error. Below each trained score: trained − vanilla on the same items "
                  "(points), its 95% t interval, and the two-sided p (exact McNemar for 0/1 scores, else paired t).")
@@ -487,32 +546,36 @@ def forgetting_figure(run_dir: str | Path, out: Path) -> Path | None:
     if data is None:
         return None
     names, tasks = list(data["models"]), list(data["tasks"])
-    fig, (left, right) = _subplots(1, 2, figsize=(13, 0.9 + 0.9 * len(tasks) + 2.2), width_ratios=[3, 2])
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 0.9 + 0.9 * len(tasks) + 2.2), width_ratios=[3, 2])
     width = 0.8 / len(names)
-    for j, name in enumerate(names):
+    for j, model in enumerate(names):
         ys, xs, err = [], [], []
         for i, task in enumerate(tasks):
-            score = data["tasks"][task]["scores"][name]
+            score = data["tasks"][task]["scores"][model]
             xs.append(i + (j - (len(names) - 1) / 2) * width)
             ys.append(100 * score["value"])
             err.append(196 * (score["stderr"] or 0.0))
-        left.bar(xs, ys, width, yerr=err, capsize=3, label=FORGETTING_LABELS.get(name, name),
-                 color=COLOURS[j % len(COLOURS)], edgecolor="black", linewidth=0.5)
-    left.set_xticks(range(len(tasks)), [textwrap.fill(t.removeprefix("r3kit_").replace("_", " "), 18) for t in tasks],
-                fontsize=8)
+        left.bar(xs, ys, width, yerr=err, capsize=3, label=FORGETTING_LABELS.get(model, model),
+                 color=_colour(model), edgecolor="black", linewidth=0.5)
+    for i, task in enumerate(tasks):
+        if task in CHANCE:
+            left.hlines(100 * CHANCE[task], i - 0.45, i + 0.45, colors="black", linestyles="--", linewidth=1.2, zorder=4,
+                        label="chance" if i == min(k for k, t in enumerate(tasks) if t in CHANCE) else None)
+    left.set_xticks(range(len(tasks)), [textwrap.fill(f"{task_words(t)} ({metric_words(data['tasks'][t]['metric'])})", 18)
+                                        for t in tasks], fontsize=8)
     left.set_ylabel("score (%)")
     left.set_title("Scores, whiskers: ±1.96 standard errors (lm-eval)", fontsize=10)
     left.legend(fontsize=8)
     left.grid(axis="y", alpha=0.3)
-    rows = [(task, name) for task in tasks for name in names[1:] if name in data["tasks"][task]["differences"]]
-    for k, (task, name) in enumerate(rows):
-        diff = data["tasks"][task]["differences"][name]
-        colour = COLOURS[names.index(name) % len(COLOURS)]
+    rows = [(task, model) for task in tasks for model in names[1:] if model in data["tasks"][task]["differences"]]
+    for k, (task, model) in enumerate(rows):
+        diff = data["tasks"][task]["differences"][model]
         right.errorbar(100 * diff["difference"], k, xerr=[[100 * (diff["difference"] - diff["ci_low"])],
                                                           [100 * (diff["ci_high"] - diff["difference"])]],
-                       fmt="o", color="black", markerfacecolor=colour, capsize=3)
+                       fmt="o", color="black", markerfacecolor=_colour(model), capsize=3)
     right.axvline(0, color="grey", linewidth=1)
-    right.set_yticks(range(len(rows)), [f"{task}\n{FORGETTING_LABELS.get(name, name)}" for task, name in rows], fontsize=7)
+    right.set_yticks(range(len(rows)), [f"{task_words(task)}\n{FORGETTING_LABELS.get(model, model)}" for task, model in rows],
+                     fontsize=7)
     right.invert_yaxis()
     right.set_xlabel("trained − vanilla (points), paired per item, 95% t interval")
     right.set_title("What training changed", fontsize=10)
