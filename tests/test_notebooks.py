@@ -84,8 +84,9 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
             oracle = read_jsonl(run_dir / "eval" / which / "oracle_reflection.jsonl")
             assert entry["oracle_reflection"]["oracle"]["n"] == len(oracle) == entry["failed_first_attempts"]
             assert entry["oracle_reflection"]["oracle"]["successes"] == sum(r["ok"] for r in oracle)
-    for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "accuracy_by_difficulty.png"):
+    for name in ("table.md", "table.png", "accuracy.png", "training_curves.png", "conclusion.md"):
         assert (run_dir / "figures" / name).stat().st_size > 0
+    assert not (run_dir / "figures" / "accuracy_by_difficulty.png").exists()  # one difficulty: accuracy.png shows it
     assert json.loads((run_dir / "preconditions.json").read_text())["measured"] is False  # smoke has no validation split
     assert (run_dir / "figures" / "table.md").read_text().startswith("R3's preconditions: not measured")
     for variant in ("r3", "retry_control"):
@@ -103,6 +104,8 @@ def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
     assert (run_dir / "logs" / "08_forgetting.log").stat().st_size > 0  # lm-eval's messages, kept
     train_cell = next(c for c in executed["04_train-r3"].cells if "train_stage(" in c.source)
     assert any("image/png" in o.get("data", {}) for o in train_cell.outputs)  # the live curves, last frame kept
+    figures_text = json.dumps([c.outputs for c in executed["09_figures"].cells if c.cell_type == "code"])
+    assert "## Conclusion" in figures_text and "preconditions were not measured" in figures_text  # the report ends so
     explore_text = json.dumps([c.outputs for c in executed["10_explore"].cells if c.cell_type == "code"])
     assert "episodes of 3 models: vanilla, trained, retry_control" in explore_text
     forgetting = json.loads((run_dir / "forgetting.json").read_text())  # lm-eval ran vanilla and both arms
@@ -236,6 +239,9 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     assert sorted(study["preconditions"]) == ["0", "1"]
     assert all(g["measured"] and g["problems"] == run.data.n_validation for g in study["preconditions"].values())
     assert (run_dir / "table.md").read_text().startswith("Student 0: R3's preconditions, on ")
+    conclusion = (run_dir / "conclusion.md").read_text()
+    assert conclusion.startswith("## Conclusion") and "Endpoints declared in the profile before the run" in conclusion
+    assert "- R3 − vanilla: frozen retrier: " in conclusion and "- R3 − plain GRPO: second try: " in conclusion
 
 
 def test_reproduce_plan_runs_every_arm_a_profile_defines():

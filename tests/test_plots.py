@@ -51,7 +51,7 @@ def test_all_figures_from_files(tmp_path):
     make_run(tmp_path)
     files = all_figures(tmp_path)
     names = {p.name for p in files}
-    assert names == {"table.md", "table.png", "accuracy.png", "fixed_failures.png", "training_curves.png",
+    assert names == {"table.md", "table.png", "accuracy.png", "fixed_failures.png", "training_curves.png", "conclusion.md",
                      "reflection_length.png", "accuracy_by_difficulty.png"}
     for path in files:
         if path.suffix == ".png":
@@ -104,3 +104,28 @@ def test_each_model_keeps_its_colour_and_name_in_every_figure(tmp_path):
     fig = curves_figure({"r3": rows, "grpo": rows})
     lines = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
     assert lines == {CURVES["r3"][0]: palette.colour("r3"), CURVES["grpo"][0]: palette.colour("grpo")}
+
+
+def test_the_conclusion_is_written_from_the_files_and_reads_the_gate_first(tmp_path):
+    """Numbers come from metrics.json; a failed gate says the result is no verdict on R3; a passed one says it tests
+    R3 where a reflection can help; a significant difference names the side it favours."""
+    from r3kit.report.conclusion import run_conclusion, study_conclusion
+
+    make_run(tmp_path)
+    text = run_conclusion(tmp_path)
+    assert text.index("preconditions were not recorded") < text.index("**R3 (reward on the reflection)**")
+    assert "second try 50.0% [43.1, 56.9] against vanilla's 40.0% [33.5, 46.9]" in text
+    assert "45 gained and 20 lost" in text and "R3 did better than vanilla on the second try (p = 0.001)" in text
+    assert "one training seed" in text
+    gate = {"measured": True, "passed": False, "failed": [">= 50% of GRPO groups carry signal"]}
+    write_json(tmp_path / "preconditions.json", gate)
+    assert "preconditions failed (>= 50% of GRPO groups carry signal), so what follows says how R3 behaves where " \
+           "a reflection cannot help" in run_conclusion(tmp_path)
+    difference = {"mean": -0.042, "ci_low": -0.074, "ci_high": -0.009, "p_t": 0.024, "p_wilcoxon": 0.0625}
+    study = {"preconditions": {"0": None}, "seeds_evaluated": [0, 1, 2, 3, 4], "students": [0, 1],
+             "endpoints": {"r3 - vanilla: frozen_retrier": difference, "r3 - grpo: second_try": None},
+             "differences": {}, "selection": "validation split"}
+    text = study_conclusion(study)
+    assert "Endpoints declared in the profile before the run" in text and "(5 seeds, 2 students" in text
+    assert "R3 − vanilla: frozen retrier: -4.2 points [-7.4, -0.9]" in text and "vanilla did better" in text
+    assert "R3 − plain GRPO: second try: not yet measured" in text

@@ -12,6 +12,7 @@
                               kind, per model: failed first attempts, and failed retries after the model's own
                               reflection, as a share of the test problems
     student.png               (a student trained with validation checks) its SFT loss and validation first try by step
+    conclusion.md             what the run shows, in sentences written from these files (report/conclusion.py)
     reflections.md            (the same tasks) three random problems that vanilla and each trained model both failed
                               on the first try: the attempt, the reflection and the retry's verdict, before and after
     forgetting.md / forgetting.png  (runs with forgetting.json) each lm-eval benchmark: every model's score with
@@ -26,7 +27,6 @@ importing this module leaves a notebook's inline plotting as it was; each functi
 from __future__ import annotations
 
 import csv
-import re
 import textwrap
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from r3kit.eval.forgetting import CHANCE
 from r3kit.eval.preconditions import describe
 from r3kit.infra.io import read_json, read_jsonl
 from r3kit.report import palette
+from r3kit.report.conclusion import run_conclusion
 from r3kit.report.palette import CONDITIONS
 from r3kit.tasks import get_task
 
@@ -437,14 +438,6 @@ def study_seeds(study: dict, out: Path) -> Path | None:
     return _save(fig, out)
 
 
-def in_words(key: str) -> str:
-    """A comparison's key as study.json names it, in words: "r3 - grpo: second_try_last" -> "R3 − plain GRPO:
-    second try (last weights)"."""
-    words = re.sub(r"\b(retry_control|vanilla|grpo|r3)\b", lambda m: palette.name(m.group(1)), key)
-    words = words.replace("second_try_last", "second try (last weights)").replace(" - ", " − ")
-    return words.replace("_", " ")
-
-
 def study_differences(study: dict, out: Path) -> Path | None:
     """Paired-by-seed differences between arms (points) with their 95% t intervals: the study's declared endpoints
     (else each arm against another on the second try) on top, every other comparison below as diagnostics."""
@@ -466,7 +459,7 @@ def study_differences(study: dict, out: Path) -> Path | None:
             ax.scatter([100 * x for x in d["differences"]], [y] * len(d["differences"]), s=10, color="black", alpha=0.5, zorder=3)
             ax.scatter(100 * d["mean"], y, s=40, marker="D", color=palette.ESTIMATE, zorder=4)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(keys)), [textwrap.fill(in_words(k), 70) for k in reversed(keys)], fontsize=8)
+        ax.set_yticks(range(len(keys)), [textwrap.fill(palette.in_words(k), 70) for k in reversed(keys)], fontsize=8)
         ax.set_ylim(-0.7, len(keys) - 0.3)
         ax.set_title(title, fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
@@ -613,6 +606,8 @@ def all_figures(run_dir: str | Path) -> list[Path]:
     if samples is not None:
         (figures / "reflections.md").write_text(samples)
         made.append(figures / "reflections.md")
+    (figures / "conclusion.md").write_text(run_conclusion(run_dir))
+    made.append(figures / "conclusion.md")
     table = forgetting_markdown(run_dir)
     if table is not None:
         (figures / "forgetting.md").write_text(table)

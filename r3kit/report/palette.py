@@ -10,6 +10,8 @@ arm's colour.
 
 from __future__ import annotations
 
+import re
+
 ARMS = {  # key: (name, what it rewards, colour)
     "vanilla": ("vanilla", "no training", "#8c8c8c"),
     "r3": ("R3", "reward on the reflection", "#1f6fb2"),
@@ -43,3 +45,11 @@ def name(key: str, rewards: bool = False) -> str:
 
 def colour(key: str) -> str:
     return ARMS[arm(key)][2]
+
+
+def in_words(key: str) -> str:
+    """A comparison as study.json names it, in words: "r3 - grpo: second_try_last" -> "R3 − plain GRPO: second try
+    (last weights)"."""
+    words = re.sub(r"\b(retry_control|vanilla|grpo|r3)\b", lambda m: name(m.group(1)), key)
+    words = words.replace("second_try_last", "second try (last weights)").replace(" - ", " − ")
+    return words.replace("_", " ")

@@ -11,7 +11,8 @@ So every arm of one seed starts from the same student and the same failures, and
                           two-sided p-values (r3kit.eval.stats.across_seeds); within each arm, paired by seed,
                           what its own reflection adds over the controls on its own failures, and its
                           retry against vanilla's on the failures both fail first; writes study.json and
-                          table.md, which open with each student's R3 preconditions (eval/preconditions.py)
+                          table.md, which open with each student's R3 preconditions (eval/preconditions.py),
+                          and conclusion.md, the study's endpoints in sentences (report/conclusion.py)
 Every arm's weights are chosen on the validation split (the profile's `select` section); the test
 split only scores the chosen weights (and the last ones, reported beside them).
 """
@@ -26,6 +27,8 @@ from r3kit.core.arms import evaluation_name, variant_name
 from r3kit.eval.preconditions import describe
 from r3kit.eval.stats import across_seeds, mean_sd
 from r3kit.infra.io import read_json, write_json
+from r3kit.report import palette
+from r3kit.report.conclusion import study_conclusion
 from r3kit.runs.config import COMPARED, COMPARISONS, StudyConfig  # noqa: F401 (StudyConfig re-exported: the study section)
 from r3kit.runs.pipeline import evaluate_stage, mine_stage, student_stage, train_stage
 
@@ -205,10 +208,8 @@ def aggregate(run) -> dict[str, Any]:
              "rows": rows, "summary": summary, "differences": differences, "within_arms": within}
     write_json(run.run_dir / "study.json", study)
     (run.run_dir / "table.md").write_text(table_markdown(study))
+    (run.run_dir / "conclusion.md").write_text(study_conclusion(study))
     return study
-
-
-LABELS = {"vanilla": "vanilla", "r3": "R3", "grpo": "plain GRPO (first attempts)", "retry_control": "retry-reward control (fair)"}
 
 
 def _pct(entry: dict) -> str:
@@ -241,7 +242,7 @@ def table_markdown(study: dict) -> str:
         copy = _pct(entry["retry_copies_reflection"]) if "retry_copies_reflection" in entry else "—"
         tokens = [r.get("generated_tokens") for r in study["rows"] if r["arm"] == arm and r.get("generated_tokens")]
         cells += [copy, f"{sum(tokens) / len(tokens) / 1e6:.2f} M" if tokens else "—"]
-        lines.append(f"| {LABELS.get(arm, arm)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {palette.name(arm)} | " + " | ".join(cells) + " |")
     vanilla = study["summary"].get("vanilla", {})
     bounds = [f"{words} {_pct(vanilla[f'{b}_reflection'])} (own reflection on the same attempts "
               f"{_pct(vanilla[f'{b}_reflection_own'])})" for b, words in (("swapped", "another problem's reflection"),
