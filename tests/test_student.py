@@ -15,6 +15,7 @@ from r3kit.student.countdown import (
     _batches,
     _value,
     arithmetic,
+    comparison,
     conversation,
     encode,
     faulty_attempt,
@@ -507,3 +508,22 @@ def test_a_training_state_saved_before_the_arithmetic_settings_still_resumes(tmp
     torch.save({"identity": {**old, "config": {**old["config"], "steps": 13}}, "step": 5}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other settings \(differing: config.steps\)"):
         _load_state(tmp_path / "other.pt", identity)
+
+
+def test_comparisons_stop_only_on_equal_numbers_and_only_a_verify_student_learns_them():
+    cfg, rng = StudentConfig(max_num=15, max_target=40), random.Random(0)
+    said = []
+    for _ in range(400):
+        (_, ask, asked_trained), (_, answer, trained) = comparison(cfg, rng)
+        value, target = map(int, ask.removeprefix("compare ").split())
+        assert answer == f"{value} vs {target} {'so' if value == target else 'no'}" and trained and not asked_trained
+        said.append(answer.endswith("so"))
+    assert 150 < sum(said) < 250  # equal about half the time
+    for style, compares in (("verify", True), ("recompute", False)):
+        cfg = StudentConfig(steps=60, batch_size=1, mix_solve=0, mix_reflect=0, mix_no_reflect=0, mix_generic=0,
+                            mix_arith=1.0, worked_attempts=True, reflection_style=style)
+        tokenizer = build_char_tokenizer()
+        batches = _batches(cfg, tokenizer, set(), random.Random(0))
+        prompts = [tokenizer.decode(next(batches)[0][0].tolist(), skip_special_tokens=True) for _ in range(60)]
+        assert any(p.startswith("compare ") for p in prompts) is compares
+        assert any(p.startswith("compute ") for p in prompts)

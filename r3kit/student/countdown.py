@@ -310,6 +310,21 @@ def arithmetic(cfg: StudentConfig, rng: random.Random) -> list[tuple[str, str, b
             return [("user", f"compute {a}{op}{b}", False), ("assistant", f"{a}{op}{b}={value}", True)]
 
 
+def comparison(cfg: StudentConfig, rng: random.Random) -> list[tuple[str, str, bool]]:
+    """A comparison as a verify-style reflection writes it, on a value of the student's steps and a target of its
+    range, equal half the time ("compare 32 26" -> "32 vs 26 no"; "compare 26 26" -> "26 vs 26 so")."""
+    target = rng.randint(cfg.min_target, cfg.max_target)
+    if rng.random() < 0.5:
+        value = target
+    else:
+        near = [v for v in range(max(0, target - 9), target + 10) if v != target]  # the hard cases: close values
+        value = rng.choice(near) if rng.random() < 0.5 else rng.randint(0, cfg.max_num * cfg.max_num)
+        if value == target:
+            value += 1
+    said = "so" if value == target else "no"
+    return [("user", f"compare {value} {target}", False), ("assistant", f"{value} vs {target} {said}", True)]
+
+
 ARITHMETIC_SEED = 104_729  # the probe's operations: a stream of its own, apart from training's
 
 
@@ -407,7 +422,10 @@ def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: s
     """kind -> the turns of the next training conversation of that kind (None: skip this problem)."""
     if task == "countdown":
         problems = training_problems(cfg, exclude)
-        return lambda kind: (arithmetic(cfg, rng) if kind == "arith" else
+        def arith() -> list[tuple[str, str, bool]]:  # a verify-style student also learns the comparison it stops on
+            return comparison(cfg, rng) if cfg.reflection_style == "verify" and rng.random() < 0.5 else arithmetic(cfg, rng)
+
+        return lambda kind: (arith() if kind == "arith" else
                              conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style))
     if task == "function_calling":
         rows = student_calls.training_rows(cfg.seed, exclude, generator or {})
