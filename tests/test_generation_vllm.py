@@ -170,7 +170,7 @@ def test_mining_k_sampled_attempts_differ_on_vllm(vllm_tiny, tmp_path):
 
 
 def test_training_on_vllm_samples_distinct_reflections_and_keeps_the_live_lora_in_the_run(standin, tmp_path, monkeypatch):
-    from r3kit.core.trainer import TrainConfig, build_trainer
+    from r3kit.core.trainer import GRPO_PINNED, TrainConfig, build_trainer
     from r3kit.tasks import get_task
 
     monkeypatch.chdir(tmp_path)  # papermill runs notebooks in notebooks/: nothing may land in the working directory
@@ -178,7 +178,7 @@ def test_training_on_vllm_samples_distinct_reflections_and_keeps_the_live_lora_i
     model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
     failures = datasets.Dataset.from_list([{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"}
                                            for t in range(3, 7)])
-    cfg = TrainConfig(steps=1, problems_per_step=2, group_size=4, micro_batch_size=4, learning_rate=1e-3, beta=0.0,
+    cfg = TrainConfig(steps=1, problems_per_step=2, group_size=4, micro_batch_size=4, learning_rate=1e-3, grpo_config={**GRPO_PINNED, "beta": 0.0},
                       reflection_tokens=8, retry_tokens=8, save_steps=1, generation_batch_size=8)
     out = tmp_path / "run" / "train" / "r3"
     trainer = build_trainer(model, tokenizer, get_task("countdown", style="compact"), failures, cfg, out)

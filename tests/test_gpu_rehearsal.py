@@ -62,7 +62,7 @@ def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch)
     run = resolve(name, tmp_path / name, overrides)
     profile = PROFILES[name]
     assert run.model.max_seq_length == profile["model"]["max_seq_length"] and run.model.fast_inference
-    assert run.train.lora_r == profile["train"]["lora_r"] and run.train.beta == profile["train"]["beta"]
+    assert run.train.lora_r == profile["train"]["lora_r"] and run.train.grpo_config["beta"] == profile["train"]["beta"]
     monkeypatch.chdir(tmp_path)
     ran = run_all(run, log=lambda message: None)
     control = ["train retry_control", "evaluate retry_control"] if with_control else []

@@ -131,7 +131,7 @@ import datasets
 from fakes import ScriptedGenerator
 from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.tasks import get_task
-from r3kit.core.trainer import TrainConfig, build_trainer
+from r3kit.core.trainer import GRPO_PINNED, TrainConfig, build_trainer
 
 model, tokenizer = load_model(ModelConfig(name="tiny", loader="transformers"))
 assert type(model).__module__.startswith("transformers.") and model.r3kit_loader == "transformers"
@@ -141,7 +141,7 @@ assert 0 < sum(p.numel() for p in lora.parameters() if p.requires_grad) < sum(p.
 task = get_task("countdown", style="compact")
 failures = datasets.Dataset.from_list([{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"}
                                        for t in range(3, 7)])
-cfg = TrainConfig(steps=1, problems_per_step=2, group_size=2, micro_batch_size=4, learning_rate=1e-2, beta=0.0,
+cfg = TrainConfig(steps=1, problems_per_step=2, group_size=2, micro_batch_size=4, learning_rate=1e-2, grpo_config={**GRPO_PINNED, "beta": 0.0},
                   reflection_tokens=6, retry_tokens=6, save_steps=1, report_to="none")
 script = lambda c: "r1" if c[-1]["content"] == task.prompts.reflection_request else "<answer>3</answer>"
 # TRL's own GRPO forward (a Triton chunked-logprob kernel) needs a GPU: on CPU the trainer is built, not run

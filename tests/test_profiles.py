@@ -100,13 +100,13 @@ def test_gpu_sizing_counts_each_models_kv_cache_and_shrinks_or_refuses_what_does
             gpu = name.split(f"{short}-")[1].split("-", 1)[1]
             need = run.train.problems_per_step * run.train.group_size * run.model.max_seq_length
             assert run.train.problems_per_step >= 1 and need <= g.kv_cache_tokens(short, gpu), name
-            assert run.train.save_total_limit == 2  # the last two checkpoints, not every one with its optimizer
+            assert run.train.grpo_config["save_total_limit"] == 2  # the last two checkpoints, not every one with its optimizer
 
 
 def test_selection_keeps_every_checkpoint():
     run = resolve("qwen2.5-1.5b-countdown-t4", overrides={"data": {"n_validation": 100},
                                                           "select": {"metric": "second_try"}})
-    assert run.train.save_total_limit is None and run.control.save_total_limit is None  # it scores each one
+    assert run.train.grpo_config["save_total_limit"] is None and run.control.grpo_config["save_total_limit"] is None  # it scores each one
     with pytest.raises(ValueError, match="save_total_limit must be >= 1"):
         resolve("smoke", overrides={"train": {"save_total_limit": 0}})
 
@@ -129,8 +129,26 @@ def test_the_study_profile_runs_three_arms_at_equal_budget_and_selects_on_valida
     arms = {"r3": run.train, "grpo": run.grpo, "retry_control": run.control}
     assert {a: c.reward_target for a, c in arms.items()} == {"r3": "reflection", "grpo": "attempt", "retry_control": "retry"}
     assert run.control.shared_reflection
-    for field in ("steps", "problems_per_step", "group_size", "learning_rate", "finetune", "beta", "temperature", "save_steps"):
+    for field in ("steps", "problems_per_step", "group_size", "learning_rate", "finetune", "temperature", "save_steps"):
         assert len({getattr(c, field) for c in arms.values()}) == 1, f"arms differ in {field}"
+    assert all(c.grpo_config == run.train.grpo_config for c in arms.values())  # beta, loss, optimizer: one for all
+
+
+def test_grpo_config_fields_pass_through_a_training_section_and_bad_ones_fail_first():
+    """Any field of TRL's GRPOConfig is set from a profile, named directly or under grpo_config, over the pinned
+    ones; an arm section changes only what it names; the kit's own fields and unknown names are refused."""
+    from r3kit.core.trainer import GRPO_PINNED
+
+    run = resolve("smoke", overrides={"train": {"beta": 0.04, "grpo_config": {"num_iterations": 2}},
+                                      "control": {"epsilon": 0.3}})
+    assert run.train.grpo_config == {**GRPO_PINNED, "beta": 0.04, "num_iterations": 2}
+    assert run.control.grpo_config == {**GRPO_PINNED, "beta": 0.04, "num_iterations": 2, "epsilon": 0.3}
+    with pytest.raises(ValueError, match=r"unknown train parameter\(s\) \['num_iteratoins'\] \(did you mean 'num_iterations'"):
+        resolve("smoke", overrides={"train": {"num_iteratoins": 2}})
+    with pytest.raises(ValueError, match="GRPOConfig's max_steps is set by the kit from steps: set that instead"):
+        resolve("smoke", overrides={"train": {"max_steps": 5}})
+    with pytest.raises(ValueError, match="need steps >= 1, learning_rate > 0, beta >= 0"):
+        resolve("smoke", overrides={"train": {"beta": -1}})
 
 
 def test_selection_and_arm_sections_are_checked():

@@ -10,7 +10,15 @@ import torch
 from fakes import ScriptedGenerator
 from safetensors.torch import load_file
 
-from r3kit.core.trainer import TrainConfig, build_trainer, check_failures, checkpoints, generated_tokens, train
+from r3kit.core.trainer import (
+    GRPO_PINNED,
+    TrainConfig,
+    build_trainer,
+    check_failures,
+    checkpoints,
+    generated_tokens,
+    train,
+)
 from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.tasks import get_task
 from r3kit.tasks.countdown import CountdownTask
@@ -20,7 +28,7 @@ TASK = get_task("countdown", style="compact")
 COMPACT = get_prompts("countdown", "compact")
 FAILURES = datasets.Dataset.from_list(
     [{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"} for t in range(3, 11)])
-CFG = TrainConfig(steps=2, problems_per_step=2, group_size=4, micro_batch_size=4, learning_rate=5e-2, beta=0.0,
+CFG = TrainConfig(steps=2, problems_per_step=2, group_size=4, micro_batch_size=4, learning_rate=5e-2, grpo_config={**GRPO_PINNED, "beta": 0.0},
                   reflection_tokens=8, retry_tokens=8, save_steps=1, generation_batch_size=8)
 
 
@@ -208,7 +216,7 @@ def test_a_checkpoint_beyond_the_budget_is_not_resumed_from(uninterrupted, tmp_p
 
 def test_save_total_limit_keeps_the_last_checkpoints(tmp_path):
     tokenizer = load_model(ModelConfig(name="tiny"))[1]
-    cfg = TrainConfig(**{**CFG.__dict__, "steps": 3, "save_steps": 1, "save_total_limit": 2})
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 3, "save_steps": 1, "grpo_config": {**CFG.grpo_config, "save_total_limit": 2}})
     summary = train(ModelConfig(name="tiny"), EvenRetry(prompts=COMPACT), FAILURES, cfg, tmp_path,
                     generator_factory=reflections_then_retries(tokenizer))
     assert summary["steps"] == 3 and [step for step, _ in checkpoints(tmp_path)] == [2, 3]

@@ -45,6 +45,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from r3kit.core.episodes import reflection_conversation, retry_conversation
 from r3kit.infra import tracking
@@ -57,26 +58,48 @@ from r3kit.tasks import Task
 
 LORA_TARGETS = LORA_TARGETS_DEFAULT
 REWARD_TARGETS = ("reflection", "attempt", "retry")
+# TRL GRPOConfig fields the kit pins, so a run does not change when TRL's defaults do. `TrainConfig.grpo_config` holds
+# them and any other GRPOConfig field a profile names (a profile's train section may name them directly: train.beta);
+# beta 0.001 is a guess from one summary of the paper (docs/paper-differences.md), not a reported number.
+GRPO_PINNED = {"beta": 0.001, "loss_type": "grpo", "epsilon": 0.2, "scale_rewards": "group", "max_grad_norm": 1.0,
+               "lr_scheduler_type": "constant", "warmup_steps": 0, "weight_decay": 0.0,
+               # TrainingArguments' default here; Unsloth's GPU config would default to adamw_8bit
+               "optim": "adamw_torch_fused",
+               "save_total_limit": None}  # keep the last N checkpoints; None: all (selection reads them)
+# GRPOConfig fields the kit sets from its own settings (the TrainConfig field to set instead) or from the machine
+GRPO_SET_BY_THE_KIT = {"max_steps": "steps", "seed": "seed", "num_generations": "group_size",
+                       "per_device_train_batch_size": "micro_batch_size", "gradient_accumulation_steps": "problems_per_step",
+                       "learning_rate": "learning_rate", "temperature": "temperature", "top_p": "top_p",
+                       "max_completion_length": "reflection_tokens, retry_tokens or attempt_tokens",
+                       "save_steps": "save_steps", "report_to": "report_to", "use_vllm": "vllm_server",
+                       "vllm_mode": "vllm_server", "vllm_server_base_url": "vllm_server", "output_dir": "the run folder",
+                       "use_cpu": "the machine", "bf16": "the machine", "fp16": "the machine",
+                       "logging_steps": "the kit (every step)", "save_strategy": "save_steps", "project": "report_to",
+                       "run_name": "the run folder", "ddp_find_unused_parameters": "the launcher",
+                       "ddp_backend": "the launcher"}
+
+
+def grpo_fields() -> set[str]:
+    """Every field of TRL's GRPOConfig (imports TRL: called only for a field the kit does not pin)."""
+    import dataclasses as _dataclasses
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl import GRPOConfig
+
+    return {f.name for f in _dataclasses.fields(GRPOConfig)}
 
 
 @dataclass
 class TrainConfig:
-    """Paper-like defaults. The paper's values are unknown; beta 0.001 is a guess from one summary
-    (see docs/paper-differences.md), not a reported number."""
+    """One R3 training stage: the kit's own settings (batch shape, turn lengths, arm, LoRA, generation), and in
+    `grpo_config` the fields of TRL's GRPOConfig passed through unchanged (GRPO_PINNED, plus any other a profile names).
+    Paper-like defaults; the paper's values are unknown (docs/paper-differences.md)."""
 
     steps: int = 300
     problems_per_step: int = 8  # B failed problems per optimizer step
     group_size: int = 8  # G reflections per failed attempt
     micro_batch_size: int = 8  # completions per forward/backward pass (gradient accumulation fills the rest)
     learning_rate: float = 5e-6
-    beta: float = 0.001
-    loss_type: str = "grpo"
-    epsilon: float = 0.2
-    scale_rewards: str = "group"
-    max_grad_norm: float = 1.0
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
     reward_target: str = "reflection"  # "reflection" (R3), "attempt" (plain GRPO) or "retry" (control)
     shared_reflection: bool = False  # retry arm: the G retries of a group follow one greedy reflection
     finetune: str = "lora"  # "lora" or "full"
@@ -92,14 +115,22 @@ class TrainConfig:
     retry_temperature: float = 0.0  # R3 judges each reflection by the greedy retry, as evaluation does
     generation_batch_size: int = 64
     save_steps: int = 50
-    save_total_limit: int | None = None  # keep the last N checkpoints (with their optimizer); None: all (selection reads them)
-    optim: str = "adamw_torch_fused"  # TrainingArguments' default here; Unsloth's GPU config would default to adamw_8bit
     seed: int = 0
     report_to: str = field(default_factory=tracking.default_report_to)  # TRL's tracker: "trackio", "wandb", "tensorboard", "none"
     live_every: int = 5  # in a notebook, redraw the live training curves every this many steps (0: never)
     vllm_server: str | None = None  # "http://host:8000": generate through `trl vllm-serve` (vllm_server.py); GPUs only
+    grpo_config: dict[str, Any] = field(default_factory=lambda: dict(GRPO_PINNED))  # TRL GRPOConfig fields, passed unchanged
 
     def validate(self) -> None:
+        if not isinstance(self.grpo_config, dict):
+            raise ValueError(f"train.grpo_config must be a mapping of TRL GRPOConfig fields, got {self.grpo_config!r}")
+        for key in self.grpo_config:
+            if key in GRPO_SET_BY_THE_KIT:
+                raise ValueError(f"GRPOConfig's {key} is set by the kit from {GRPO_SET_BY_THE_KIT[key]}: set that instead")
+        unpinned = set(self.grpo_config) - set(GRPO_PINNED)
+        if unpinned and unpinned - grpo_fields():
+            raise ValueError(f"train.grpo_config: {sorted(unpinned - grpo_fields())} are not fields of TRL's GRPOConfig")
+        limit = self.grpo_config.get("save_total_limit")
         tracking.check_report_to(self.report_to)
         if self.live_every < 0:
             raise ValueError(f"live_every must be >= 0 (0: no live curves), got {self.live_every}")
@@ -117,10 +148,11 @@ class TrainConfig:
                 f"group size does not fit the batch: problems_per_step * group_size = {rollouts} rollouts per step "
                 f"must be a positive multiple of micro_batch_size = {self.micro_batch_size}"
             )
-        if self.save_total_limit is not None and (not isinstance(self.save_total_limit, int) or self.save_total_limit < 1):
-            raise ValueError(f"save_total_limit must be >= 1 (None keeps every checkpoint), got {self.save_total_limit}")
-        if self.steps < 1 or self.learning_rate <= 0 or self.beta < 0:
-            raise ValueError(f"need steps >= 1, learning_rate > 0, beta >= 0; got {self.steps}, {self.learning_rate}, {self.beta}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"save_total_limit must be >= 1 (None keeps every checkpoint), got {limit}")
+        beta = self.grpo_config.get("beta", 0.0)
+        if self.steps < 1 or self.learning_rate <= 0 or not isinstance(beta, (int, float)) or beta < 0:
+            raise ValueError(f"need steps >= 1, learning_rate > 0, beta >= 0; got {self.steps}, {self.learning_rate}, {beta}")
         if self.top_p != 1.0:
             raise ValueError(f"top_p must be 1.0, got {self.top_p}: TRL scores the trained completions at the temperature "
                              "alone, so nucleus sampling would train on another distribution than the one sampled")
@@ -341,14 +373,12 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         output_dir=str(out_dir / "checkpoints"), max_steps=cfg.steps, seed=cfg.seed,
         per_device_train_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=cfg.problems_per_step * cfg.group_size // (cfg.micro_batch_size * processes),
-        num_generations=cfg.group_size, learning_rate=cfg.learning_rate, beta=cfg.beta, loss_type=cfg.loss_type,
-        epsilon=cfg.epsilon, scale_rewards=cfg.scale_rewards, max_grad_norm=cfg.max_grad_norm,
-        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        num_generations=cfg.group_size, learning_rate=cfg.learning_rate,
         temperature=max(cfg.completion_temperature, 1e-3), max_completion_length=cfg.completion_tokens,
-        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
         report_to=report_to, project=tracking.PROJECT, run_name=tracking.run_name(out_dir) if cfg.report_to != "none" else None,
-        **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()), optim=cfg.optim,
-        gradient_checkpointing=False, disable_tqdm=batch(),  # batch: the live figure is the record
+        **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()),
+        **{"gradient_checkpointing": False, "disable_tqdm": batch(), **cfg.grpo_config},  # batch: the live figure is the record
         **({"ddp_find_unused_parameters": False} if processes > 1 else {}),  # LoRA or full: every trainable weight is used
         **({"ddp_backend": "gloo"} if processes > 1 and not on_gpu else {}),  # CPU processes (tests); GPUs: NCCL
         **served,

@@ -31,7 +31,7 @@ from typing import Any
 
 from r3kit.core.episodes import check_context, episode_prompt
 from r3kit.core.mining import MiningConfig
-from r3kit.core.trainer import TrainConfig
+from r3kit.core.trainer import GRPO_PINNED, TrainConfig, grpo_fields
 from r3kit.data import DataConfig, sample_rows
 from r3kit.eval.evaluate import EvalConfig
 from r3kit.eval.forgetting import ForgettingConfig
@@ -289,6 +289,29 @@ def _coerce(section: str, cls, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _train(section: str, values: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A training section's fields: TrainConfig's own, and TRL GRPOConfig fields, named directly (train.beta) or
+    under train.grpo_config, folded into `grpo_config` over the base section's (the pinned ones for train itself). A name that is
+    neither is an error before any work; only a GRPOConfig field the kit does not pin imports TRL to check it."""
+    own = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = dict(values)
+    named = values.pop("grpo_config", None) or {}
+    if not isinstance(named, dict):
+        raise UserError(f"{section}.grpo_config must be a mapping of TRL GRPOConfig fields, got {named!r}")
+    passed = {**named, **{key: values.pop(key) for key in list(values) if key not in own}}
+    unpinned = [key for key in passed if key not in GRPO_PINNED]
+    if unpinned:
+        fields = grpo_fields()
+        unknown = sorted(key for key in unpinned if key not in fields)
+        if unknown:
+            hint = (did_you_mean(unknown[0], own) or did_you_mean(unknown[0], fields)) if len(unknown) == 1 else ""
+            raise UserError(f"unknown {section} parameter(s) {unknown}{hint}; valid: {sorted(own)}, and any field of "
+                            "TRL's GRPOConfig")
+    out = _coerce(section, TrainConfig, values)
+    out["grpo_config"] = {**(base or {}).get("grpo_config", GRPO_PINNED), **passed}
+    return out
+
+
 def _launch(values: dict | None) -> LaunchConfig | None:
     if values is None:
         return None
@@ -322,7 +345,7 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if student is None:
             raise ValueError("model.name 'student' needs a student section in the profile")
         model_values["name"] = str(run_dir / "student")
-    train_values = _coerce("train", TrainConfig, spec.get("train", {}))
+    train_values = _train("train", spec.get("train", {}))
     control, grpo = spec.get("control"), spec.get("grpo")
     run = RunConfig(
         profile=name, run_dir=run_dir, task=task, prompt_style=style,
@@ -330,8 +353,8 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         evaluate=EvalConfig(**_coerce("evaluate", EvalConfig, spec.get("evaluate", {}))),
         mine=MiningConfig(**_coerce("mine", MiningConfig, spec.get("mine", {}))),
         train=TrainConfig(**train_values),
-        control=TrainConfig(**{**train_values, **_coerce("control", TrainConfig, control)}) if control is not None else None,
-        grpo=TrainConfig(**{**train_values, **_coerce("grpo", TrainConfig, grpo)}) if grpo is not None else None,
+        control=TrainConfig(**{**train_values, **_train("control", control, train_values)}) if control is not None else None,
+        grpo=TrainConfig(**{**train_values, **_train("grpo", grpo, train_values)}) if grpo is not None else None,
         select=SelectionConfig(**_coerce("select", SelectionConfig, spec["select"])) if spec.get("select") is not None else None,
         study=StudyConfig(**_coerce("study", StudyConfig, spec["study"])) if spec.get("study") is not None else None,
         forgetting=ForgettingConfig(**_coerce("forgetting", ForgettingConfig, spec["forgetting"]))
@@ -356,7 +379,8 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
     if run.select is not None:  # selection scores every checkpoint on validation: keep them all
         for name in ("train", "grpo", "control"):
             if getattr(run, name) is not None:
-                setattr(run, name, dataclasses.replace(getattr(run, name), save_total_limit=None))
+                section = getattr(run, name)
+                setattr(run, name, dataclasses.replace(section, grpo_config={**section.grpo_config, "save_total_limit": None}))
     if run.select is not None and run.data.n_validation == 0:
         raise ValueError("the select section chooses checkpoints on the validation split, but data.n_validation is 0")
     if run.train.reward_target != "reflection":
