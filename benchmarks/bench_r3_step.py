@@ -18,7 +18,7 @@ import time
 
 import datasets
 
-from r3kit.core.trainer import LORA_TARGETS, TrainConfig, build_trainer
+from r3kit.core.trainer import GRPO_PINNED, TrainConfig, build_trainer
 from r3kit.data import DataConfig, load_split
 from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.tasks import get_task
@@ -47,12 +47,12 @@ def main() -> None:
     rows = [dict(r) for r in load_split(DataConfig(n_test=1, n_train=args.problems * args.steps, seed=2), "train")]
     failures = datasets.Dataset.from_list([{**r, "failed_attempt": "<answer>1</answer>"} for r in rows])
     cfg = TrainConfig(steps=args.steps, problems_per_step=args.problems, group_size=args.group,
-                      micro_batch_size=args.problems * args.group, learning_rate=1e-5, beta=0.0,
+                      micro_batch_size=args.problems * args.group, learning_rate=1e-5, grpo_config={**GRPO_PINNED, "beta": 0.0},
                       reflection_tokens=args.tokens, retry_tokens=args.tokens, generation_batch_size=64, save_steps=10_000)
 
     def lora_model():
         model, tokenizer = load_model(ModelConfig(name=args.model, dtype="float32"))
-        return attach_lora(model, cfg.lora_r, cfg.lora_alpha, 0.0, list(LORA_TARGETS)), tokenizer
+        return attach_lora(model, cfg.lora_config), tokenizer
 
     model, tokenizer = lora_model()
     with tempfile.TemporaryDirectory() as out:
@@ -73,7 +73,7 @@ def main() -> None:
         plain = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[verdict], train_dataset=prompts,
                             args=GRPOConfig(output_dir=out, max_steps=args.steps, per_device_train_batch_size=cfg.micro_batch_size,
                                             num_generations=args.group, max_completion_length=2 * args.tokens,
-                                            learning_rate=1e-5, beta=0.0, use_cpu=True, bf16=False, report_to=[],
+                                            learning_rate=1e-5, grpo_config={**GRPO_PINNED, "beta": 0.0}, use_cpu=True, bf16=False, report_to=[],
                                             logging_steps=1, save_strategy="no", temperature=1.0, top_k=0))
         start = time.perf_counter()
         plain.train()

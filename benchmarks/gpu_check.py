@@ -63,7 +63,7 @@ def main(run_dir: str, out_json: str) -> int:
         save_model(*build_char_model(hidden=256, layers=4, heads=8), folder)
         model, tokenizer = load_model(ModelConfig(name=str(folder)))
         loaded = {"dtype": str(model.dtype), "device": str(next(model.parameters()).device)}
-        model = attach_lora(model, r=16, alpha=32, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        model = attach_lora(model, {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})
         group = [[{"role": "user", "content": "37 49 5 = 60"}]] * 8
         outs = HFGenerator(model, tokenizer).generate(group, Sampling(max_new_tokens=24, temperature=1.0, seed=1))
         return {**loaded, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -77,7 +77,7 @@ def main(run_dir: str, out_json: str) -> int:
         "evaluate": {"n_examples": 500},
         "mine": {"chunk_size": 2000},
         "train": {"steps": 3, "finetune": "lora", "problems_per_step": 16, "group_size": 8, "micro_batch_size": 32,
-                  "learning_rate": 1e-4, "lora_r": 16, "lora_alpha": 32, "save_steps": 1},
+                  "learning_rate": 1e-4, "lora_config": {"r": 16, "lora_alpha": 32}, "save_steps": 1},
         "grpo": {"reward_target": "attempt", "attempt_tokens": 56},
         "select": {"metric": "second_try", "n_examples": 200},
         "forgetting": {"limit": 200, "compare": ["trained", "grpo", "retry_control"]},

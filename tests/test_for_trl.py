@@ -39,7 +39,7 @@ def test_plain_trl_trains_two_r3_steps_on_the_reflection_and_rewards_the_retry(t
 
     task = _parity_task()
     model, tokenizer = load_model(ModelConfig(name="tiny"))
-    model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    model = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     r3 = r3_for_trl(task, _failures(), output_dir=tmp_path, reflection_tokens=8, retry_tokens=8,
                     retry_temperature=1.0)  # sampled retries: the random model's greedy ones decode to ""

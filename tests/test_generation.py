@@ -56,7 +56,7 @@ def test_the_base_generator_switches_a_lora_adapter_off_and_needs_one():
     greedy = Sampling(max_new_tokens=8)
     before = [o.token_ids for o in HFGenerator(model, tokenizer).generate(CONVERSATIONS, greedy)]
     assert base_generator(model, tokenizer) is None
-    peft = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "o_proj"])
+    peft = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "o_proj"]})
     torch.manual_seed(0)
     for name, weight in peft.named_parameters():
         if "lora_B" in name:

@@ -109,7 +109,7 @@ def test_vllm_is_given_token_ids_so_a_template_bos_is_not_doubled(vllm_tiny):
 def saved_adapter(tmp_path):
     """A LoRA adapter with non-zero B weights (so it changes the model), saved the way training saves it."""
     model, tokenizer = load_model(ModelConfig(name="tiny"))
-    model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "o_proj"])
+    model = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "o_proj"]})
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -175,7 +175,7 @@ def test_training_on_vllm_samples_distinct_reflections_and_keeps_the_live_lora_i
 
     monkeypatch.chdir(tmp_path)  # papermill runs notebooks in notebooks/: nothing may land in the working directory
     model, tokenizer = load_model(ModelConfig(name="tiny", fast_inference=True, max_lora_rank=8))
-    model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    model = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
     failures = datasets.Dataset.from_list([{"target": t, "nums": [t, 1, 2], "failed_attempt": "<answer>1</answer>"}
                                            for t in range(3, 7)])
     cfg = TrainConfig(steps=1, problems_per_step=2, group_size=4, micro_batch_size=4, learning_rate=1e-3, grpo_config={**GRPO_PINNED, "beta": 0.0},

@@ -62,7 +62,8 @@ def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch)
     run = resolve(name, tmp_path / name, overrides)
     profile = PROFILES[name]
     assert run.model.max_seq_length == profile["model"]["max_seq_length"] and run.model.fast_inference
-    assert run.train.lora_r == profile["train"]["lora_r"] and run.train.grpo_config["beta"] == profile["train"]["beta"]
+    assert run.train.lora_config["r"] == profile["train"]["lora_config"]["r"]
+    assert run.train.grpo_config["beta"] == profile["train"]["beta"]
     monkeypatch.chdir(tmp_path)
     ran = run_all(run, log=lambda message: None)
     control = ["train retry_control", "evaluate retry_control"] if with_control else []
@@ -70,7 +71,7 @@ def test_gpu_profile_runs_end_to_end_on_cpu(name, shrunk, tmp_path, monkeypatch)
     metrics = json.loads((run.run_dir / "metrics.json").read_text())
     assert set(metrics) == ({"vanilla", "trained", "retry_control"} if with_control else {"vanilla", "trained"})
     adapter = json.loads((run.run_dir / "train" / "r3" / "adapter" / "adapter_config.json").read_text())
-    assert adapter["r"] == run.train.lora_r and adapter["lora_alpha"] == run.train.lora_alpha
+    assert adapter["r"] == run.train.lora_config["r"] and adapter["lora_alpha"] == run.train.lora_config["lora_alpha"]
     assert (run.run_dir / "figures" / "table.md").exists()
     assert len(standin.engines) == (6 if with_control else 4)  # one per stage that loads a model ...
     assert standin.deleted == len(standin.engines)  # ... each deleted when its stage ends (Unsloth's delete_vllm) ...

@@ -39,7 +39,7 @@ def test_tiny_model_loads_through_unsloth(tiny):
 
 def test_lora_trains_adapters_only():
     model, _ = load_model(ModelConfig(name="tiny"))
-    model = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    model = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
     assert any("q_proj" in name for name in trainable) and not any("k_proj" in name for name in trainable)
@@ -135,7 +135,7 @@ from r3kit.core.trainer import GRPO_PINNED, TrainConfig, build_trainer
 
 model, tokenizer = load_model(ModelConfig(name="tiny", loader="transformers"))
 assert type(model).__module__.startswith("transformers.") and model.r3kit_loader == "transformers"
-lora = attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+lora = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
 assert type(lora).__module__.startswith("peft.") and lora.r3kit_loader == "transformers"
 assert 0 < sum(p.numel() for p in lora.parameters() if p.requires_grad) < sum(p.numel() for p in lora.parameters())
 task = get_task("countdown", style="compact")

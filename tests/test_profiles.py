@@ -77,8 +77,8 @@ def test_budgets_are_checked_before_anything_loads():
         resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"finetune": "full"}})
     assert resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"finetune": "full"},
                                                           "model": {"fast_inference": False}}).train.finetune == "full"
-    with pytest.raises(ValueError, match="train.lora_r = 64 > model.max_lora_rank = 16"):
-        resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"lora_r": 64}})
+    with pytest.raises(ValueError, match="train.lora_config.r = 64 > model.max_lora_rank = 16"):
+        resolve("qwen2.5-1.5b-countdown-t4", overrides={"train": {"lora_config": {"r": 64}}})
 
 
 def test_gpu_sizing_counts_each_models_kv_cache_and_shrinks_or_refuses_what_does_not_fit():
@@ -149,6 +149,18 @@ def test_grpo_config_fields_pass_through_a_training_section_and_bad_ones_fail_fi
         resolve("smoke", overrides={"train": {"max_steps": 5}})
     with pytest.raises(ValueError, match="need steps >= 1, learning_rate > 0, beta >= 0"):
         resolve("smoke", overrides={"train": {"beta": -1}})
+
+
+def test_lora_config_fields_pass_through_over_the_pinned_ones_and_bad_ones_fail_first():
+    from r3kit.models.loading import LORA_PINNED
+
+    run = resolve("smoke", overrides={"train": {"lora_config": {"r": 4, "use_rslora": True}}})
+    assert run.train.lora_config == {**LORA_PINNED, "r": 4, "use_rslora": True}
+    assert run.control.lora_config == run.train.lora_config  # an arm trains the same adapter unless it says otherwise
+    with pytest.raises(ValueError, match=r"train.lora_config: \['rank'\] are not fields of PEFT's LoraConfig"):
+        resolve("smoke", overrides={"train": {"lora_config": {"rank": 4}}})
+    with pytest.raises(ValueError, match="train.lora_config.r .the LoRA rank. must be an integer >= 1, got 0"):
+        resolve("smoke", overrides={"train": {"lora_config": {"r": 0}}})
 
 
 def test_selection_and_arm_sections_are_checked():

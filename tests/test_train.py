@@ -84,7 +84,7 @@ def capture(trainer):
 @pytest.fixture
 def lora_model():
     model, tokenizer = load_model(ModelConfig(name="tiny"))
-    return attach_lora(model, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]), tokenizer
+    return attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}), tokenizer
 
 
 @pytest.mark.parametrize("target", ["reflection", "retry"])

@@ -53,10 +53,9 @@ from r3kit.infra.distributed import is_main, load_cpu_rank_tensors, world
 from r3kit.infra.io import portable, write_json
 from r3kit.infra.notebook import batch
 from r3kit.models.generation import Sampling, make_generator
-from r3kit.models.loading import LORA_TARGETS_DEFAULT, ModelConfig, attach_lora, load_model, release, torch
+from r3kit.models.loading import LORA_PINNED, ModelConfig, attach_lora, load_model, lora_fields, release, torch
 from r3kit.tasks import Task
 
-LORA_TARGETS = LORA_TARGETS_DEFAULT
 REWARD_TARGETS = ("reflection", "attempt", "retry")
 # TRL GRPOConfig fields the kit pins, so a run does not change when TRL's defaults do. `TrainConfig.grpo_config` holds
 # them and any other GRPOConfig field a profile names (a profile's train section may name them directly: train.beta);
@@ -103,10 +102,8 @@ class TrainConfig:
     reward_target: str = "reflection"  # "reflection" (R3), "attempt" (plain GRPO) or "retry" (control)
     shared_reflection: bool = False  # retry arm: the G retries of a group follow one greedy reflection
     finetune: str = "lora"  # "lora" or "full"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = LORA_TARGETS
+    # PEFT LoraConfig fields of the trained adapter (LORA_PINNED, plus any other a profile names, e.g. use_rslora)
+    lora_config: dict[str, Any] = field(default_factory=lambda: dict(LORA_PINNED))
     attempt_tokens: int = 512  # the plain-GRPO arm's completions
     reflection_tokens: int = 256
     retry_tokens: int = 512
@@ -130,6 +127,14 @@ class TrainConfig:
         unpinned = set(self.grpo_config) - set(GRPO_PINNED)
         if unpinned and unpinned - grpo_fields():
             raise ValueError(f"train.grpo_config: {sorted(unpinned - grpo_fields())} are not fields of TRL's GRPOConfig")
+        if not isinstance(self.lora_config, dict):
+            raise ValueError(f"train.lora_config must be a mapping of PEFT LoraConfig fields, got {self.lora_config!r}")
+        rank = self.lora_config.get("r", LORA_PINNED["r"])
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"train.lora_config.r (the LoRA rank) must be an integer >= 1, got {rank!r}")
+        unpinned = set(self.lora_config) - set(LORA_PINNED)
+        if unpinned and unpinned - lora_fields():
+            raise ValueError(f"train.lora_config: {sorted(unpinned - lora_fields())} are not fields of PEFT's LoraConfig")
         limit = self.grpo_config.get("save_total_limit")
         tracking.check_report_to(self.report_to)
         if self.live_every < 0:
@@ -447,7 +452,7 @@ def train(model_cfg: ModelConfig, task: Task, failures, cfg: TrainConfig, out_di
     full = cfg.finetune == "full"
     model, tokenizer = load_model(model_cfg, full_finetuning=full)
     if not full:
-        model = attach_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, list(cfg.target_modules), cfg.seed)
+        model = attach_lora(model, cfg.lora_config, cfg.seed)
     write_json(out_dir / "config.json", {"model": asdict(model_cfg), "train": asdict(cfg), "task": task.name,
                                          "prompt_style": task.style, "failures": len(failures)})
     trainer = build_trainer(model, tokenizer, task, failures, cfg, out_dir, generator_factory, extra_callbacks)

@@ -346,19 +346,33 @@ def lora_targets(model, requested: list[str]) -> list[str]:
     return list(dict.fromkeys(t if t in names else FUSED[t] for t in requested))
 
 
-def attach_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], seed: int = 0):
-    """Wrap `model` with trainable LoRA adapters via Unsloth (base weights stay frozen)."""
-    if r < 1:
-        raise ValueError(f"LoRA rank must be >= 1, got {r}")
+LORA_PINNED = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": list(LORA_TARGETS_DEFAULT)}
+
+
+def lora_fields() -> set[str]:
+    """Every field of PEFT's LoraConfig (imports PEFT: called only for a field the kit does not pin)."""
+    import dataclasses
+
+    from peft import LoraConfig
+
+    return {f.name for f in dataclasses.fields(LoraConfig)}
+
+
+def attach_lora(model, lora: dict, seed: int = 0):
+    """Wrap `model` with trainable LoRA adapters (base weights stay frozen): `lora` holds PEFT LoraConfig fields
+    (LORA_PINNED: r, lora_alpha, lora_dropout, target_modules; any other, e.g. use_rslora), bias "none" unless it
+    says otherwise. Through Unsloth's get_peft_model, or PEFT's own for a model loaded with loader="transformers"."""
+    lora = {**LORA_PINNED, **lora}
+    if isinstance(lora["r"], bool) or not isinstance(lora["r"], int) or lora["r"] < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {lora['r']}")
+    lora = {"bias": "none", **lora, "target_modules": lora_targets(model, list(lora["target_modules"]))}
     if _plain(model):  # loader="transformers": peft itself
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(seed)
-        return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
-                                                task_type="CAUSAL_LM", target_modules=lora_targets(model, list(target_modules))))
+        return get_peft_model(model, LoraConfig(**lora, task_type="CAUSAL_LM"))
     return fast_language_model().get_peft_model(
-        model, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model, list(target_modules)),
-        use_gradient_checkpointing=False if not torch.cuda.is_available() else "unsloth", random_state=seed,
+        model, **lora, use_gradient_checkpointing=False if not torch.cuda.is_available() else "unsloth", random_state=seed,
     )
 
 

@@ -127,7 +127,7 @@ def size(short: str, gpu: str, task: str) -> dict[str, Any]:
         "train": {"steps": 300 if small else 500, "problems_per_step": problems_per_step(short, gpu, task),
                   "group_size": GROUP, "save_total_limit": 2,
                   "micro_batch_size": MICRO_BATCH[gpu][_klass(params_b)], "learning_rate": 5e-6,
-                  "beta": 0.001, "lora_r": 16 if small else 32, "lora_alpha": 32 if small else 64,
+                  "beta": 0.001, "lora_config": {"r": 16 if small else 32, "lora_alpha": 32 if small else 64},
                   "reflection_tokens": reflection, "retry_tokens": retry, "temperature": 1.0, "retry_temperature": 0.0,
                   "generation_batch_size": 256, "save_steps": 25},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},

@@ -39,7 +39,7 @@ from r3kit.eval.preconditions import PreconditionsConfig
 from r3kit.eval.selection import SelectionConfig
 from r3kit.infra.errors import UserError, did_you_mean
 from r3kit.infra.io import checkout_root
-from r3kit.models.loading import ModelConfig
+from r3kit.models.loading import LORA_PINNED, ModelConfig
 from r3kit.runs.config import SECTIONS, LaunchConfig, RunConfig, StudyConfig
 from r3kit.runs.gpu_profiles import NOT_FITTING, gpu_profiles
 from r3kit.student.countdown import StudentConfig
@@ -194,7 +194,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "evaluate": {"attempt_tokens": 96, "reflection_tokens": 64, "retry_tokens": 96, "batch_size": 16},
         "mine": {"k": 2, "attempt_tokens": 96, "chunk_size": 32, "batch_size": 16},
         "train": {"steps": 4, "problems_per_step": 2, "group_size": 4, "micro_batch_size": 4, "reflection_tokens": 64,
-                  "retry_tokens": 96, "learning_rate": 1e-5, "lora_r": 8, "lora_alpha": 16, "save_steps": 2,
+                  "retry_tokens": 96, "learning_rate": 1e-5, "lora_config": {"r": 8, "lora_alpha": 16}, "save_steps": 2,
                   "generation_batch_size": 16},
         "control": None,
     },
@@ -307,8 +307,12 @@ def _train(section: str, values: dict[str, Any], base: dict[str, Any] | None = N
             hint = (did_you_mean(unknown[0], own) or did_you_mean(unknown[0], fields)) if len(unknown) == 1 else ""
             raise UserError(f"unknown {section} parameter(s) {unknown}{hint}; valid: {sorted(own)}, and any field of "
                             "TRL's GRPOConfig")
+    lora = values.pop("lora_config", None) or {}
+    if not isinstance(lora, dict):
+        raise UserError(f"{section}.lora_config must be a mapping of PEFT LoraConfig fields, got {lora!r}")
     out = _coerce(section, TrainConfig, values)
     out["grpo_config"] = {**(base or {}).get("grpo_config", GRPO_PINNED), **passed}
+    out["lora_config"] = {**(base or {}).get("lora_config", LORA_PINNED), **lora}
     return out
 
 
@@ -463,6 +467,7 @@ def check_budgets(run: RunConfig) -> None:
         if run.model.fast_inference and cfg.finetune == "full":
             raise ValueError(f"{name}.finetune = 'full' with model.fast_inference: vLLM would keep generating with the "
                              "untrained weights; set model.fast_inference=false for full fine-tuning")
-        if run.model.fast_inference and cfg.finetune == "lora" and cfg.lora_r > run.model.max_lora_rank:
-            raise ValueError(f"{name}.lora_r = {cfg.lora_r} > model.max_lora_rank = {run.model.max_lora_rank}: vLLM could "
+        rank = cfg.lora_config.get("r", 0)
+        if run.model.fast_inference and cfg.finetune == "lora" and rank > run.model.max_lora_rank:
+            raise ValueError(f"{name}.lora_config.r = {rank} > model.max_lora_rank = {run.model.max_lora_rank}: vLLM could "
                              "not load the adapter; raise model.max_lora_rank or lower the rank")
