@@ -196,3 +196,13 @@ def test_stage_estimates_bound_the_generated_tokens_and_time_only_gpu_profiles()
         train.reflection_tokens + train.retry_tokens)
     assert estimates["mine"]["minutes"] > estimates["train r3"]["minutes"] > 0
     assert all("minutes" not in e for e in stage_estimates(resolve("cpu-demo")).values())  # no assumed CPU rate
+
+
+def test_one_episode_section_sets_the_turn_lengths_of_every_stage_unless_a_stage_says_otherwise():
+    run = resolve("cpu-demo", overrides={"episode": {"reflection_tokens": 96}})
+    assert run.evaluate.reflection_tokens == run.train.reflection_tokens == run.control.reflection_tokens == 96
+    assert run.evaluate.attempt_tokens == run.mine.attempt_tokens == run.train.attempt_tokens == 56
+    assert run.evaluate.retry_tokens == 56 and run.train.retry_tokens == 24  # cpu-demo's training retries are shorter
+    assert resolve("cpu-demo", overrides={"train": {"reflection_tokens": 30}}).evaluate.reflection_tokens == 40
+    with pytest.raises(ValueError, match=r"unknown episode parameter\(s\) \['reflection_token'\] \(did you mean 'reflection_tokens'"):
+        resolve("cpu-demo", overrides={"episode": {"reflection_token": 96}})

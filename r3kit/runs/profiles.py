@@ -47,6 +47,10 @@ from r3kit.tasks import check_verifier, get_task
 
 ARM_SECTIONS = ("grpo", "control")  # overrides of `train`
 TOP_LEVEL = ("description", "task", "prompt_style")
+# The turn lengths every stage shares (evaluation, the preconditions, mining, training), set once in a profile's
+# `episode` section; a stage's own section overrides one where it differs (the plain-GRPO arm's attempts, say).
+EPISODE = ("attempt_tokens", "reflection_tokens", "retry_tokens")
+MERGED = (*SECTIONS, "episode")  # the profile keys whose fields an override merges into
 DEFAULT_PROFILE = "cpu-demo"
 
 # The CPU students know only their task: their forgetting check is that task outside their training world
@@ -64,12 +68,12 @@ _CALLS_TOKENS = {"attempt_tokens": 192, "reflection_tokens": 64, "retry_tokens":
 def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
     for key, value in overrides.items():
-        if key in SECTIONS and value is not None and not isinstance(value, dict):
+        if key in MERGED and value is not None and not isinstance(value, dict):
             raise UserError(f"section {key!r} must be a mapping of its fields (or null), got {value!r}")
-        if key not in SECTIONS and key not in TOP_LEVEL:
-            raise UserError(f"unknown override {key!r}{did_you_mean(key, [*SECTIONS, *TOP_LEVEL])}; valid: "
-                            f"{sorted([*SECTIONS, *TOP_LEVEL])}")
-        if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if key not in MERGED and key not in TOP_LEVEL:
+            raise UserError(f"unknown override {key!r}{did_you_mean(key, [*MERGED, *TOP_LEVEL])}; valid: "
+                            f"{sorted([*MERGED, *TOP_LEVEL])}")
+        if key in MERGED and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
@@ -83,10 +87,11 @@ _SMOKE: dict[str, Any] = {
     "model": {"name": "student", "dtype": "float32", "max_seq_length": 256},
     "student": {"hidden": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 8, "max_num": 9, "max_target": 30},
     "data": {"n_test": 12, "n_train": 24},
-    "evaluate": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24, "batch_size": 32},
-    "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
+    "episode": {"attempt_tokens": 24, "reflection_tokens": 40, "retry_tokens": 24},
+    "evaluate": {"batch_size": 32},
+    "mine": {"k": 2, "chunk_size": 8, "batch_size": 32},
     "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
-              "retry_tokens": 24, "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
+              "learning_rate": 1e-3, "save_steps": 1, "generation_batch_size": 32},
     "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
     "forgetting": {**_STUDENT_FORGETTING, "limit": 6, "batch_size": 8},
 }
@@ -96,10 +101,11 @@ _CPU_DEMO: dict[str, Any] = {
     "model": {"name": "student", "dtype": "float32", "max_seq_length": 512},
     "student": {"steps": 480, "worked_attempts": True},
     "data": {"n_test": 2000, "n_validation": 300, "n_train": 4000},
-    "evaluate": {**_STUDENT_TOKENS, "batch_size": 250, "n_examples": 1000},
-    "mine": {"k": 1, "keep": "any", "attempt_tokens": 56, "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
+    "episode": _STUDENT_TOKENS,
+    "evaluate": {"batch_size": 250, "n_examples": 1000},
+    "mine": {"k": 1, "keep": "any", "temperature": 0.0, "chunk_size": 1000, "batch_size": 500},
     "train": {"steps": 70, "problems_per_step": 12, "group_size": 8, "micro_batch_size": 96, "learning_rate": 3e-5,
-              "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 40, "retry_tokens": 24,
+              "beta": 0.0, "loss_type": "grpo", "finetune": "full", "retry_tokens": 24,
               "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 96, "save_steps": 35},
     "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
     "select": {"metric": "second_try"},
@@ -113,7 +119,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "description": "seconds: a tiny random model through a whole study (tests)",
         "student": {"reflection_style": "check"},
         "data": {"n_validation": 8},
-        "train": {"attempt_tokens": 24},
         "grpo": {"reward_target": "attempt"},
         "select": {"metric": "second_try"},
         "study": {"seeds": [0, 1, 2], "students": [0, 1],
@@ -125,9 +130,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "R3 vs plain GRPO vs the fair retry-reward control, checkpoints chosen on validation",
         "student": {"reflection_style": "check"},
         "data": {"n_test": 1000},
-        "evaluate": {"reflection_tokens": 64, "n_examples": None},
-        "train": {"steps": 50, "problems_per_step": 8, "micro_batch_size": 64, "attempt_tokens": 56,
-                  "reflection_tokens": 64, "generation_batch_size": 64, "save_steps": 25},
+        "episode": {"reflection_tokens": 64},
+        "evaluate": {"n_examples": None},
+        "train": {"steps": 50, "problems_per_step": 8, "micro_batch_size": 64, "generation_batch_size": 64,
+                  "save_steps": 25},
         "grpo": {"reward_target": "attempt"},
         "study": {"seeds": [0, 1, 2, 3, 4], "students": [0, 1]},
         "forgetting": None,
@@ -137,8 +143,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "step, with single operations in its SFT; measure its gate first (docs/experiments/README.md)",
         "student": {"reflection_style": "recompute", "max_num": 15, "max_target": 40, "steps": 1600,
                     "mix_solve": 0.2, "mix_reflect": 0.3, "mix_no_reflect": 0.05, "mix_generic": 0.05, "mix_arith": 0.4},
-        "evaluate": {"reflection_tokens": 96},
-        "train": {"reflection_tokens": 96},
+        "episode": {"reflection_tokens": 96},
         "forgetting": None,
     }),
     "smoke-function-calling": {
@@ -149,10 +154,11 @@ PROFILES: dict[str, dict[str, Any]] = {
                     "extract_steps": 1, "lr_schedule": "constant", "stop_at_first_try": 1.0, "check_every": 1,
                     "check_rows": 4},
         "data": {"n_test": 12, "n_validation": 8, "n_train": 24, "generator": _CALLS_GENERATOR},
-        "evaluate": {"attempt_tokens": 24, "reflection_tokens": 16, "retry_tokens": 24, "batch_size": 32},
-        "mine": {"k": 2, "attempt_tokens": 24, "chunk_size": 8, "batch_size": 32},
+        "episode": {"attempt_tokens": 24, "reflection_tokens": 16, "retry_tokens": 24},
+        "evaluate": {"batch_size": 32},
+        "mine": {"k": 2, "chunk_size": 8, "batch_size": 32},
         "train": {"steps": 2, "problems_per_step": 2, "group_size": 2, "micro_batch_size": 4, "reflection_tokens": 12,
-                  "retry_tokens": 24, "attempt_tokens": 24, "learning_rate": 1e-3, "save_steps": 1,
+                  "learning_rate": 1e-3, "save_steps": 1,
                   "generation_batch_size": 32},
         "grpo": {"reward_target": "attempt"},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
@@ -173,13 +179,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Sized to finish in about two hours on 2 cores: the first 400 of the 1,000 test rows (evaluate.n_examples:
         # null for all), checkpoints chosen on 150 validation rows, 24 GRPO steps of 8 failed problems x 8 per arm.
         "data": {"n_test": 1000, "n_validation": 300, "n_train": 1000, "generator": _CALLS_GENERATOR},
-        "evaluate": {**_CALLS_TOKENS, "batch_size": 200, "n_examples": 400},
-        "mine": {"k": 1, "keep": "any", "attempt_tokens": _CALLS_TOKENS["attempt_tokens"], "temperature": 0.0,
-                 "chunk_size": 500, "batch_size": 250},
+        "episode": _CALLS_TOKENS,
+        "evaluate": {"batch_size": 200, "n_examples": 400},
+        "mine": {"k": 1, "keep": "any", "temperature": 0.0, "chunk_size": 500, "batch_size": 250},
         "train": {"steps": 24, "problems_per_step": 8, "group_size": 8, "micro_batch_size": 64, "learning_rate": 3e-5,
-                  "beta": 0.0, "loss_type": "grpo", "finetune": "full", "reflection_tokens": 64, "retry_tokens": 192,
-                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 64, "save_steps": 12,
-                  "attempt_tokens": _CALLS_TOKENS["attempt_tokens"]},
+                  "beta": 0.0, "loss_type": "grpo", "finetune": "full",
+                  "temperature": 1.0, "retry_temperature": 0.0, "generation_batch_size": 64, "save_steps": 12},
         "grpo": {"reward_target": "attempt"},
         "control": {"reward_target": "retry", "retry_temperature": 1.0, "shared_reflection": True},
         "select": {"metric": "second_try", "n_examples": 150},
@@ -191,10 +196,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "task": "function_calling", "prompt_style": "instruct",
         "model": {"name": "smollm2-135m", "dtype": "float32", "max_seq_length": 2048},
         "data": {"n_test": 48, "n_train": 64},
-        "evaluate": {"attempt_tokens": 96, "reflection_tokens": 64, "retry_tokens": 96, "batch_size": 16},
-        "mine": {"k": 2, "attempt_tokens": 96, "chunk_size": 32, "batch_size": 16},
-        "train": {"steps": 4, "problems_per_step": 2, "group_size": 4, "micro_batch_size": 4, "reflection_tokens": 64,
-                  "retry_tokens": 96, "learning_rate": 1e-5, "lora_config": {"r": 8, "lora_alpha": 16}, "save_steps": 2,
+        "episode": {"attempt_tokens": 96, "reflection_tokens": 64, "retry_tokens": 96},
+        "evaluate": {"batch_size": 16},
+        "mine": {"k": 2, "chunk_size": 32, "batch_size": 16},
+        "train": {"steps": 4, "problems_per_step": 2, "group_size": 4, "micro_batch_size": 4,
+                  "learning_rate": 1e-5, "lora_config": {"r": 8, "lora_alpha": 16}, "save_steps": 2,
                   "generation_batch_size": 16},
         "control": None,
     },
@@ -349,13 +355,18 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if student is None:
             raise ValueError("model.name 'student' needs a student section in the profile")
         model_values["name"] = str(run_dir / "student")
-    train_values = _train("train", spec.get("train", {}))
+    episode = spec.get("episode") or {}
+    unknown = sorted(set(episode) - set(EPISODE))
+    if unknown:
+        raise UserError(f"unknown episode parameter(s) {unknown}{did_you_mean(unknown[0], EPISODE)}; valid: {list(EPISODE)}")
+    train_values = _train("train", {**episode, **spec.get("train", {})})
     control, grpo = spec.get("control"), spec.get("grpo")
     run = RunConfig(
         profile=name, run_dir=run_dir, task=task, prompt_style=style,
         model=ModelConfig(**model_values), data=DataConfig(**data_values), student=student,
-        evaluate=EvalConfig(**_coerce("evaluate", EvalConfig, spec.get("evaluate", {}))),
-        mine=MiningConfig(**_coerce("mine", MiningConfig, spec.get("mine", {}))),
+        evaluate=EvalConfig(**_coerce("evaluate", EvalConfig, {**episode, **spec.get("evaluate", {})})),
+        mine=MiningConfig(**_coerce("mine", MiningConfig, {**{k: v for k, v in episode.items() if k == "attempt_tokens"},
+                                                           **spec.get("mine", {})})),
         train=TrainConfig(**train_values),
         control=TrainConfig(**{**train_values, **_train("control", control, train_values)}) if control is not None else None,
         grpo=TrainConfig(**{**train_values, **_train("grpo", grpo, train_values)}) if grpo is not None else None,
