@@ -73,7 +73,7 @@ def main() -> None:
         plain = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[verdict], train_dataset=prompts,
                             args=GRPOConfig(output_dir=out, max_steps=args.steps, per_device_train_batch_size=cfg.micro_batch_size,
                                             num_generations=args.group, max_completion_length=2 * args.tokens,
-                                            learning_rate=1e-5, grpo_config={**GRPO_PINNED, "beta": 0.0}, use_cpu=True, bf16=False, report_to=[],
+                                            learning_rate=1e-5, beta=0.0, use_cpu=True, bf16=False, report_to=[],
                                             logging_steps=1, save_strategy="no", temperature=1.0, top_k=0))
         start = time.perf_counter()
         plain.train()

@@ -14,7 +14,7 @@ export R3KIT_REPORT_TO=none
 SETS=(--profile cpu-demo --out "$R" --set model.loader=transformers --set data.n_train=2000 --set data.n_validation=200
       --set evaluate.n_examples=300 --set mine.chunk_size=2000 --set train.steps=2 --set train.finetune=lora
       --set train.problems_per_step=16 --set train.group_size=8 --set train.micro_batch_size=32
-      --set train.learning_rate=1e-4 --set train.lora_r=16 --set train.lora_alpha=32 --set train.save_steps=1)
+      --set train.learning_rate=1e-4 --set 'train.lora_config={"r": 16, "lora_alpha": 32}' --set train.save_steps=1)
 status=0
 step() {  # name, command...
   local name=$1; shift

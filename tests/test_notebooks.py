@@ -240,7 +240,7 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
     assert all(g["measured"] and g["problems"] == run.data.n_validation for g in study["preconditions"].values())
     assert (run_dir / "table.md").read_text().startswith("Student 0: R3's preconditions, on ")
     conclusion = (run_dir / "conclusion.md").read_text()
-    assert conclusion.startswith("## Conclusion") and "Endpoints declared in the profile before the run" in conclusion
+    assert conclusion.startswith("## Conclusion") and "Endpoints declared in the study's profile" in conclusion
     assert "- R3 − vanilla: frozen retrier: " in conclusion and "- R3 − plain GRPO: second try: " in conclusion
 
 

@@ -126,6 +126,8 @@ def test_the_conclusion_is_written_from_the_files_and_reads_the_gate_first(tmp_p
              "endpoints": {"r3 - vanilla: frozen_retrier": difference, "r3 - grpo: second_try": None},
              "differences": {}, "selection": "validation split"}
     text = study_conclusion(study)
-    assert "Endpoints declared in the profile before the run" in text and "(5 seeds, 2 students" in text
-    assert "R3 − vanilla: frozen retrier: -4.2 points [-7.4, -0.9]" in text and "vanilla did better" in text
+    assert "Endpoints declared in the study's profile" in text and "(5 seeds evaluated, 2 students" in text
+    assert "R3 − vanilla: frozen retrier: -4.2 points [-7.4, -0.9] over 5 paired seeds" in text and "vanilla did better" in text
     assert "R3 − plain GRPO: second try: not yet measured" in text
+    study["endpoints"]["r3 - grpo: second_try"] = {**difference, "n": 3, "p_t": None}  # identical differences: no spread
+    assert "over 3 paired seeds" in study_conclusion(study) and "the t-test is undefined" in study_conclusion(study)

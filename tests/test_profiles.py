@@ -149,6 +149,10 @@ def test_grpo_config_fields_pass_through_a_training_section_and_bad_ones_fail_fi
         resolve("smoke", overrides={"train": {"max_steps": 5}})
     with pytest.raises(ValueError, match="need steps >= 1, learning_rate > 0, beta >= 0"):
         resolve("smoke", overrides={"train": {"beta": -1}})
+    with pytest.raises(ValueError, match="train.beta is given twice, as train.beta = 0.0 and in train.grpo_config = 0.04"):
+        resolve("cpu-demo", overrides={"train": {"grpo_config": {"beta": 0.04}}})  # cpu-demo names beta directly
+    with pytest.raises(ValueError, match="GRPOConfig's generation_batch_size is set by the kit"):
+        resolve("smoke", overrides={"train": {"grpo_config": {"generation_batch_size": 8}}})
 
 
 def test_lora_config_fields_pass_through_over_the_pinned_ones_and_bad_ones_fail_first():
@@ -161,6 +165,13 @@ def test_lora_config_fields_pass_through_over_the_pinned_ones_and_bad_ones_fail_
         resolve("smoke", overrides={"train": {"lora_config": {"rank": 4}}})
     with pytest.raises(ValueError, match="train.lora_config.r .the LoRA rank. must be an integer >= 1, got 0"):
         resolve("smoke", overrides={"train": {"lora_config": {"r": 0}}})
+    with pytest.raises(ValueError, match=r"train.lora_config: \['task_type'\] are set by the kit"):
+        resolve("smoke", overrides={"train": {"lora_config": {"task_type": "SEQ_CLS"}}})
+    with pytest.raises(ValueError, match="target_modules must be a list of layer names, got 'all-linear'"):
+        resolve("smoke", overrides={"train": {"lora_config": {"target_modules": "all-linear"}}})
+    # an override changes only the LoRA fields it names: the A100 profile's alpha stays
+    big = resolve("qwen2.5-1.5b-countdown-a100", overrides={"train": {"lora_config": {"r": 16}}})
+    assert big.train.lora_config["r"] == 16 and big.train.lora_config["lora_alpha"] == 64
 
 
 def test_selection_and_arm_sections_are_checked():

@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +121,11 @@ class TrainConfig:
     def validate(self) -> None:
         if not isinstance(self.grpo_config, dict):
             raise ValueError(f"train.grpo_config must be a mapping of TRL GRPOConfig fields, got {self.grpo_config!r}")
+        own = {f.name for f in fields(TrainConfig)}
         for key in self.grpo_config:
-            if key in GRPO_SET_BY_THE_KIT:
-                raise ValueError(f"GRPOConfig's {key} is set by the kit from {GRPO_SET_BY_THE_KIT[key]}: set that instead")
+            if key in GRPO_SET_BY_THE_KIT or key in own:
+                raise ValueError(f"GRPOConfig's {key} is set by the kit from {GRPO_SET_BY_THE_KIT.get(key, key)}: set "
+                                 "that instead")
         unpinned = set(self.grpo_config) - set(GRPO_PINNED)
         if unpinned and unpinned - grpo_fields():
             raise ValueError(f"train.grpo_config: {sorted(unpinned - grpo_fields())} are not fields of TRL's GRPOConfig")
@@ -135,7 +137,13 @@ class TrainConfig:
         unpinned = set(self.lora_config) - set(LORA_PINNED)
         if unpinned and unpinned - lora_fields():
             raise ValueError(f"train.lora_config: {sorted(unpinned - lora_fields())} are not fields of PEFT's LoraConfig")
-        limit = self.grpo_config.get("save_total_limit")
+        refused = sorted(set(self.lora_config) & {"task_type", "peft_type", "inference_mode"})
+        if refused:
+            raise ValueError(f"train.lora_config: {refused} are set by the kit (a causal LM adapter trained in place)")
+        targets = self.lora_config.get("target_modules", LORA_PINNED["target_modules"])
+        if isinstance(targets, str) or not all(isinstance(t, str) for t in targets):
+            raise ValueError(f"train.lora_config.target_modules must be a list of layer names, got {targets!r}")
+        limit = {**GRPO_PINNED, **self.grpo_config}.get("save_total_limit")
         tracking.check_report_to(self.report_to)
         if self.live_every < 0:
             raise ValueError(f"live_every must be >= 0 (0: no live curves), got {self.live_every}")
@@ -155,7 +163,7 @@ class TrainConfig:
             )
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"save_total_limit must be >= 1 (None keeps every checkpoint), got {limit}")
-        beta = self.grpo_config.get("beta", 0.0)
+        beta = {**GRPO_PINNED, **self.grpo_config}.get("beta")
         if self.steps < 1 or self.learning_rate <= 0 or not isinstance(beta, (int, float)) or beta < 0:
             raise ValueError(f"need steps >= 1, learning_rate > 0, beta >= 0; got {self.steps}, {self.learning_rate}, {beta}")
         if self.top_p != 1.0:
@@ -383,7 +391,7 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps,
         report_to=report_to, project=tracking.PROJECT, run_name=tracking.run_name(out_dir) if cfg.report_to != "none" else None,
         **precision(on_gpu, on_gpu and torch.cuda.is_bf16_supported()),
-        **{"gradient_checkpointing": False, "disable_tqdm": batch(), **cfg.grpo_config},  # batch: the live figure is the record
+        **{"gradient_checkpointing": False, "disable_tqdm": batch(), **GRPO_PINNED, **cfg.grpo_config},  # batch: the live figure is the record
         **({"ddp_find_unused_parameters": False} if processes > 1 else {}),  # LoRA or full: every trainable weight is used
         **({"ddp_backend": "gloo"} if processes > 1 and not on_gpu else {}),  # CPU processes (tests); GPUs: NCCL
         **served,

@@ -79,8 +79,8 @@ def run_conclusion(run_dir: str | Path) -> str:
                          + _verdict(fp["gained"], fp["lost"], fp["p_value"], f"{name(key)}'s reflections",
                                     "vanilla's", "there"))
         lines.append(sentence)
-    lines += ["", "What this does not show: it is one training seed of one student, so the spread a user would see "
-              "across seeds is not measured (a study profile measures it); and the verifier judges the final answer "
+    lines += ["", "What this does not show: it is one training seed from one starting model, so the spread a user would "
+              "see across seeds is not measured (a study profile measures it); and the verifier judges the final answer "
               "only, not the steps written before it.", ""]
     return "\n".join(lines)
 
@@ -96,22 +96,26 @@ def study_conclusion(study: dict) -> str:
     n = len(study.get("seeds_evaluated", []))
     endpoints = study.get("endpoints") or {}
     compared = endpoints or {k: d for k, d in study["differences"].items() if k.endswith(": second_try")}
-    lines.append(("Endpoints declared in the profile before the run" if endpoints else
+    lines.append(("Endpoints declared in the study's profile" if endpoints else
                   "No endpoints were declared, so these are read as exploratory: each arm against another on the "
-                  "second try") + f", on the test split, paired by training seed ({n} seeds, "
+                  "second try") + f", on the test split, paired by training seed ({n} seeds evaluated, "
                  f"{len(study.get('students', []))} students; weights chosen on the {study.get('selection', 'validation split')}):")
     for key, d in compared.items():
         if d is None:
             lines.append(f"- {in_words(key)}: not yet measured (fewer than 2 seeds evaluated).")
             continue
         p = d.get("p_t")
-        p_text = f"t-test p = {p:.2g}, " if p is not None else ""
         first, second = key.split(":")[0].split(" - ")
-        found = p is not None and p < SIGNIFICANCE
+        if p is None:  # every seed differed by the same amount: no spread, so no t-test
+            verdict = f"every seed differed by the same amount, so the t-test is undefined (Wilcoxon p = {d['p_wilcoxon']:.2g})"
+        elif p < SIGNIFICANCE:
+            verdict = f"{name(first if d['mean'] > 0 else second)} did better"
+        else:
+            verdict = "no difference detected"
+        p_text = f"t-test p = {p:.2g}, " if p is not None else ""
         lines.append(f"- {in_words(key)}: {100 * d['mean']:+.1f} points [{100 * d['ci_low']:+.1f}, "
-                     f"{100 * d['ci_high']:+.1f}] (95% t interval; {p_text}Wilcoxon p = {d['p_wilcoxon']:.2g}): "
-                     + (f"{name(first if d['mean'] > 0 else second)} did better" if found else "no difference detected")
-                     + ".")
+                     f"{100 * d['ci_high']:+.1f}] over {d.get('n', n)} paired seeds (95% t interval; {p_text}Wilcoxon "
+                     f"p = {d['p_wilcoxon']:.2g}): {verdict}.")
     lines += ["", "What this does not show: differences smaller than the intervals above; other students, tasks or "
               "model sizes; and the steps a model writes before its final answer, which the verifier does not judge.",
               ""]

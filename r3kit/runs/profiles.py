@@ -51,6 +51,7 @@ TOP_LEVEL = ("description", "task", "prompt_style")
 # `episode` section; a stage's own section overrides one where it differs (the plain-GRPO arm's attempts, say).
 EPISODE = ("attempt_tokens", "reflection_tokens", "retry_tokens")
 MERGED = (*SECTIONS, "episode")  # the profile keys whose fields an override merges into
+NESTED = ("grpo_config", "lora_config")  # fields that hold a library's config, merged field by field
 DEFAULT_PROFILE = "cpu-demo"
 
 # The CPU students know only their task: their forgetting check is that task outside their training world
@@ -74,7 +75,9 @@ def _merge(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]
             raise UserError(f"unknown override {key!r}{did_you_mean(key, [*MERGED, *TOP_LEVEL])}; valid: "
                             f"{sorted([*MERGED, *TOP_LEVEL])}")
         if key in MERGED and isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
+            base = merged[key]  # the libraries' own configs merge a level deeper: an override names what it changes
+            merged[key] = {**base, **value, **{k: {**base[k], **value[k]} for k in NESTED
+                                              if isinstance(base.get(k), dict) and isinstance(value.get(k), dict)}}
         else:
             merged[key] = value
     return merged
@@ -304,7 +307,12 @@ def _train(section: str, values: dict[str, Any], base: dict[str, Any] | None = N
     named = values.pop("grpo_config", None) or {}
     if not isinstance(named, dict):
         raise UserError(f"{section}.grpo_config must be a mapping of TRL GRPOConfig fields, got {named!r}")
-    passed = {**named, **{key: values.pop(key) for key in list(values) if key not in own}}
+    flat = {key: values.pop(key) for key in list(values) if key not in own}
+    both = sorted(key for key in flat if key in named and flat[key] != named[key])
+    if both:
+        raise UserError(f"{section}.{both[0]} is given twice, as {section}.{both[0]} = {flat[both[0]]!r} and in "
+                        f"{section}.grpo_config = {named[both[0]]!r}: set it one way")
+    passed = {**named, **flat}
     unpinned = [key for key in passed if key not in GRPO_PINNED]
     if unpinned:
         fields = grpo_fields()
@@ -478,7 +486,7 @@ def check_budgets(run: RunConfig) -> None:
         if run.model.fast_inference and cfg.finetune == "full":
             raise ValueError(f"{name}.finetune = 'full' with model.fast_inference: vLLM would keep generating with the "
                              "untrained weights; set model.fast_inference=false for full fine-tuning")
-        rank = cfg.lora_config.get("r", 0)
+        rank = cfg.lora_config.get("r", LORA_PINNED["r"])
         if run.model.fast_inference and cfg.finetune == "lora" and rank > run.model.max_lora_rank:
             raise ValueError(f"{name}.lora_config.r = {rank} > model.max_lora_rank = {run.model.max_lora_rank}: vLLM could "
                              "not load the adapter; raise model.max_lora_rank or lower the rank")

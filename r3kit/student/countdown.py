@@ -29,6 +29,9 @@ recomputes the attempt from its own operands, names its first fault, then search
 rewritten with the true value (r3kit.tasks.countdown.diagnose), rejecting second steps by their true values:
     attempt     "49+37=85,85-5=80 so <answer>(49+37)-5</answer>"
     reflection  "49+37=86 not 85. 49+37=86,86+26=112 no,86-26=60 so (49+37)-26"
+With reflection_style="verify" the same reflection writes the target beside each searched value and tries up to
+three second steps ("86+26=112 vs 60 no,86-26=60 vs 60 so (49+37)-26"), and half the single operations are
+comparisons ("compare 32 26" -> "32 vs 26 no"), so stopping is a comparison of two numbers side by side.
 A reflection copying the attempt's values is then wrong in every slipped or faked step, so the student can only
 reach the answer by recomputing. Retries without a reflection solve afresh, and single operations
 ("compute 16*3" -> "16*3=48", kind "arith", and `arith_steps` of them alone first) teach the arithmetic itself.
@@ -539,8 +542,8 @@ def make_student(cfg: StudentConfig, out_dir: str | Path, exclude: set | None = 
                          "for countdown")
     if task == "function_calling" and (cfg.mix_arith or cfg.arith_steps or cfg.reflection_style in SEARCHED
                                        or cfg.stop_at_arithmetic is not None):
-        raise ValueError("student.mix_arith, arith_steps, stop_at_arithmetic and reflection_style='recompute' are for "
-                         "the countdown student; unset them for function calling")
+        raise ValueError("student.mix_arith, arith_steps, stop_at_arithmetic and reflection_style 'recompute' or 'verify' "
+                         "are for the countdown student; unset them for function calling")
     if cfg.stop_at_first_try is not None and check is None:
         raise ValueError("student.stop_at_first_try needs a validation check (pipeline.student_stage passes one)")
     if cfg.device == "cuda" and not torch.cuda.is_available():  # here, not in validate: a run set up for a GPU
