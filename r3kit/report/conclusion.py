@@ -41,9 +41,12 @@ def gate_sentence(record: dict | None) -> str:
 
 
 def _verdict(gained: int, lost: int, p: float, who: str, than: str, where: str) -> str:
+    """A sentence, capitalised: which side the exact test favours, or that it detected no difference."""
     if p < SIGNIFICANCE:
-        return f"{who} did {'better' if gained > lost else 'worse'} than {than} {where} (p = {p:.2g})."
-    return f"No difference between {who} and {than} was detected {where} (p = {p:.2g})."
+        sentence = f"{who} did {'better' if gained > lost else 'worse'} than {than} {where} (p = {p:.2g})."
+    else:
+        sentence = f"no difference between {who} and {than} was detected {where} (p = {p:.2g})."
+    return sentence[0].upper() + sentence[1:]
 
 
 def run_conclusion(run_dir: str | Path) -> str:
@@ -75,7 +78,7 @@ def run_conclusion(run_dir: str | Path) -> str:
             fp = frozen["paired"]
             sentence += (f" Its reflections with the vanilla model's retry (what the reflection alone adds): "
                          f"{_pct(frozen['model'])} against vanilla's own {_pct(frozen['baseline'])} on vanilla's "
-                         f"{frozen['baseline']['n']} failed first attempts; "
+                         f"{frozen['baseline']['n']} failed first attempts. "
                          + _verdict(fp["gained"], fp["lost"], fp["p_value"], f"{name(key)}'s reflections",
                                     "vanilla's", "there"))
         lines.append(sentence)

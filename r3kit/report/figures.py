@@ -570,7 +570,7 @@ def forgetting_figure(run_dir: str | Path, out: Path) -> Path | None:
     right.set_yticks(range(len(rows)), [f"{task_words(task)}\n{FORGETTING_LABELS.get(model, model)}" for task, model in rows],
                      fontsize=7)
     right.invert_yaxis()
-    right.set_xlabel("trained − vanilla (points), paired per item, 95% t interval")
+    right.set_xlabel("trained − vanilla (points),\npaired per item, 95% t interval")
     right.set_title("What training changed", fontsize=10)
     right.grid(axis="x", alpha=0.3)
     fig.suptitle("Forgetting check: the same lm-eval tasks and settings for every model")
