@@ -154,7 +154,7 @@ from r3kit.models.loading import ModelConfig, attach_lora, load_model
 from r3kit.core.trainer import TrainConfig, build_trainer
 from r3kit.report.live import live_curves
 model, tok = load_model(ModelConfig(name="tiny"))
-model = attach_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+model = attach_lora(model, {{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}})
 cfg = TrainConfig(**{{**CFG.__dict__, "steps": 3, "save_steps": 3, "live_every": 1}})
 build_trainer(model, tok, EvenRetry(prompts=COMPACT), FAILURES, cfg, {str(tmp_path)!r}, reflections_then_retries(tok),
               extra_callbacks=live_curves).train()
