@@ -102,7 +102,7 @@ def recording_trainer(*args, **kwargs):
 
 train_module.build_trainer = recording_trainer
 cfg = train_module.TrainConfig(steps=STEPS, problems_per_step=2, group_size=4, micro_batch_size=2, learning_rate=5e-2,
-                               beta=0.0, reflection_tokens=8, retry_tokens=8, save_steps=1, generation_batch_size=8,
+                               grpo_config={**train_module.GRPO_PINNED, "beta": 0.0}, reflection_tokens=8, retry_tokens=8, save_steps=1, generation_batch_size=8,
                                report_to="none")
 summary = train_module.train(ModelConfig(name="tiny"), TASK, FAILURES, cfg, os.path.join(OUT, "run"),
                              generator_factory=factory)
