@@ -1,6 +1,7 @@
 """The kit's guard against an RL bug that trains but does not learn.
 
-A cpu-demo without the control run and the retry controls, with a somewhat stronger student (640 SFT
+A cpu-demo without the control run, the retry controls, the reflection bounds, the frozen retrier and the
+test score of the last weights (none of which it asserts), with a somewhat stronger student (640 SFT
 steps, shipped in tests/support/learning_guard_student so the guard spends its time on RL: it is checked to
 be exactly the student this run would train), mining on 8000 problems and 100 GRPO steps of 16 problems,
 and then paired tests on 3000 held-out problems the student never trained on. The checkpoint (step 50 or

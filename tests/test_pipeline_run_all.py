@@ -88,3 +88,29 @@ def test_the_students_validation_check_attempts_validation_rows_only(tmp_path, m
     assert not {key(r) for r in seen["rows"]} & {key(r) for r in _test_rows(run)}
     assert seen["cfg"].attempt_tokens == run.evaluate.attempt_tokens and seen["cfg"].temperature == 0.0
     assert rate == sum(seen["ok"]) / 4
+
+
+@pytest.mark.slow
+def test_the_bounds_the_frozen_retrier_and_the_last_weights_can_be_left_out(tmp_path, monkeypatch):
+    """evaluate.bounds, evaluate.frozen_retrier and select.score_last off: what they would add is not computed,
+    and what is asserted elsewhere (the trained model on vanilla's failures, the chosen step) is still there."""
+    import r3kit.runs.pipeline as pipeline
+    from r3kit.infra.io import read_json
+
+    run = resolve("smoke", tmp_path / "run", {
+        "data": {"n_validation": 6}, "select": {"metric": "second_try", "score_last": False},
+        "evaluate": {"bounds": False, "frozen_retrier": False}, "control": None, "forgetting": None})
+    monkeypatch.setattr(pipeline, "best_step", min)  # choose the first checkpoint, so the last weights differ
+    pipeline.student_stage(run)
+    pipeline.evaluate_stage(run, "vanilla")
+    pipeline.mine_stage(run)
+    pipeline.train_stage(run, "r3")
+    trained = pipeline.evaluate_stage(run, "trained")
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    assert set(metrics) == {"vanilla", "trained"}  # no "trained-last"
+    assert trained["checkpoint"]["step"] == 1 < trained["checkpoint"]["last"] == run.train.steps
+    assert "on_vanilla_failures" in trained and "frozen_retrier" not in trained
+    assert not {"swapped_reflection", "oracle_reflection"} & set(metrics["vanilla"])
+    files = {p.name for p in (tmp_path / "run" / "eval").rglob("*.jsonl")}
+    assert "on_vanilla_failures.jsonl" in files
+    assert not {"frozen_retrier.jsonl", "swapped_reflection.jsonl", "oracle_reflection.jsonl"} & files

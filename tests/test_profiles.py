@@ -194,6 +194,11 @@ def test_selection_and_arm_sections_are_checked():
     assert list(resolve("cpu-study", overrides={"study": {"endpoints": declared}}).study.endpoints) == declared
     run = resolve("cpu-study", overrides={"study": {"seeds": [0, 1, 2], "students": [7]}})
     assert run.study.seeds_of(7) == [0, 1, 2]
+    with pytest.raises(ValueError, match="select.score_last must stay true"):
+        resolve("cpu-study", overrides={"select": {"score_last": False}})
+    with pytest.raises(ValueError, match="evaluate.frozen_retrier is false"):
+        resolve("smoke-study", overrides={"evaluate": {"frozen_retrier": False}})
+    assert not resolve("cpu-demo", overrides={"select": {"score_last": False}}).select.score_last
 
 
 def test_stage_estimates_bound_the_generated_tokens_and_time_only_gpu_profiles():

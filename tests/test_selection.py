@@ -42,6 +42,8 @@ def test_a_saved_choice_is_reused_with_integer_steps_only_for_the_same_settings_
     (folder / "selection.json").write_text(json.dumps(saved))
     again = select_stage(run, "r3-seed1")  # no model is loaded: the choice stands
     assert again["scores"] == {1: 0.5, 2: 0.25} and again["scores"][again["selected"]] == 0.5
+    report_less = dataclasses.replace(run, select=dataclasses.replace(run.select, score_last=False))
+    assert select_stage(report_less, "r3-seed1")["selected"] == 1  # what the test split scores is not the choice
     other = resolve("smoke-study", tmp_path, overrides={"select": {"metric": "first_try"}})
     with pytest.raises(ValueError, match="no trained weights in .*checkpoint-1"):  # other settings: chosen again
         select_stage(other, "r3-seed1")

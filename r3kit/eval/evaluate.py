@@ -66,6 +66,8 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 64
     conditions: tuple[str, ...] = CONDITIONS
+    bounds: bool = True  # vanilla's evaluation: the swapped and the oracle reflection on its failures
+    frozen_retrier: bool = True  # a trained model's evaluation: its reflections retried by vanilla
 
     def validate(self) -> None:
         unknown = [c for c in self.conditions if c not in CONDITIONS]

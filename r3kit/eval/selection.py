@@ -2,7 +2,8 @@
 
 Every checkpoint the trainer saved, and the final weights, are evaluated on the validation split
 (never the test split); the one with the best `metric` (ties: the later step) is selected. The test
-split then scores the selected weights and the last ones, and both are reported (pipeline.select_stage).
+split then scores the selected weights and, unless `score_last` is off, the last ones, and both are reported
+(pipeline.select_stage).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class SelectionConfig:
     metric: str = "second_try"  # the paper's headline measure: success within two tries
     n_examples: int | None = None  # None: the whole validation split
     conditions: tuple[str, ...] = ("reflection",)
+    score_last: bool = True  # the test split scores the last weights too when an earlier step was chosen
 
     def validate(self) -> None:
         if self.metric not in METRICS:

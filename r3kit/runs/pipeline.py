@@ -223,6 +223,11 @@ def _weights_of_step(run: RunConfig, variant: str, step: int, last: int) -> Path
     return folder if step == last else folder / "checkpoints" / f"checkpoint-{step}"
 
 
+def _choice(settings: dict | None) -> dict | None:
+    """The selection settings the choice depends on (whether the test split scores the last weights does not)."""
+    return None if settings is None else {k: v for k, v in settings.items() if k != "score_last"}
+
+
 def select_stage(run: RunConfig, which: str) -> dict:
     """Choose a trained variant's weights on the validation split (see the module docstring); returns and
     writes train/<variant>/selection.json. Without a `select` section: the last weights, no evaluation."""
@@ -241,7 +246,7 @@ def select_stage(run: RunConfig, which: str) -> dict:
     path = folder / "selection.json"
     if path.exists():  # chosen earlier with the same settings and training: reused (JSON keys are text: steps again)
         selection = read_json(path)
-        if selection.get("settings") == json.loads(json.dumps(settings)) and selection.get("last") == steps:
+        if _choice(selection.get("settings")) == _choice(json.loads(json.dumps(settings))) and selection.get("last") == steps:
             return {**selection, "scores": {int(k): v for k, v in selection["scores"].items()}}
     candidates = sorted({*(step for step, _ in checkpoints(folder, up_to=steps)), steps})  # checkpoints and the final weights
     cfg = dataclasses.replace(run.evaluate, n_examples=run.select.n_examples, conditions=tuple(run.select.conditions))
@@ -292,7 +297,8 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
         selected, last = selection["selected"], selection["last"]
         chosen = _weights_of_step(run, variant, selected, last)
         targets = [(which, *trained_weights(run, variant, chosen), selection)]
-        if selected != last:  # the last weights too, first: `which` in metrics.json marks the stage finished
+        # the last weights too, first: `which` in metrics.json marks the stage finished
+        if selected != last and run.select.score_last:
             targets.insert(0, (f"{which}-last", *trained_weights(run, variant), selection))
     rows = _test_rows(run)[: run.evaluate.n_examples]
     out_metrics = None
@@ -310,7 +316,7 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                         "step": step, "selected_on": "validation", "metric": selection["metric"],
                         "validation_score": selection["scores"][step], "last": selection["last"]}
                 baseline = run.run_dir / "eval" / "vanilla" / "transcripts.jsonl"
-                if arm is None and "reflection" in run.evaluate.conditions:  # the bounds: another problem's reflection, the solver's
+                if arm is None and run.evaluate.bounds and "reflection" in run.evaluate.conditions:  # the bounds: another problem's reflection, the solver's
                     swapped, transcripts = swapped_reflection(generator, run.get_task(), result.transcripts, run.evaluate)
                     if swapped is not None:
                         write_jsonl(out / "swapped_reflection.jsonl", transcripts)
@@ -327,9 +333,10 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                                                            own=result.transcripts)
                     write_jsonl(out / "on_vanilla_failures.jsonl", transcripts)
                     entry["on_vanilla_failures"] = result.metrics["on_vanilla_failures"] = fixed
-                    frozen, transcripts = _frozen_retrier(run, model, generator, baseline_rows, transcripts)
-                    write_jsonl(out / "frozen_retrier.jsonl", transcripts)
-                    entry["frozen_retrier"] = result.metrics["frozen_retrier"] = frozen
+                    if run.evaluate.frozen_retrier:
+                        frozen, transcripts = _frozen_retrier(run, model, generator, baseline_rows, transcripts)
+                        write_jsonl(out / "frozen_retrier.jsonl", transcripts)
+                        entry["frozen_retrier"] = result.metrics["frozen_retrier"] = frozen
                 write_json(out / "metrics.json", result.metrics)
                 metrics[name_] = entry
                 write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished

@@ -393,6 +393,10 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if missing or run.select is None or run.student is None:
             raise ValueError(f"a study needs a student, a select section and a section for each of its arms {run.study.arms}"
                              f"{f'; missing: {missing}' if missing else ''}")
+        if not run.select.score_last:
+            raise ValueError("a study compares the last weights too (second_try_last): select.score_last must stay true")
+        if not run.evaluate.frozen_retrier and any(e.endswith(": frozen_retrier") for e in run.study.endpoints):
+            raise ValueError("a study endpoint is the frozen retrier, but evaluate.frozen_retrier is false")
     if run.student is not None and run.student.stop_at_first_try is not None:
         if run.data.n_validation == 0:
             raise ValueError("student.stop_at_first_try checks the student on the validation split, but data.n_validation is 0")
