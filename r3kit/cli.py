@@ -24,6 +24,9 @@ from pathlib import Path
 
 from r3kit.infra.errors import NotebookFailed, UserError
 
+# Each subcommand imports the kit inside its function: r3kit.runs imports torch and TRL (several seconds), which
+# `r3kit --help` and a mistyped argument should not wait for.
+
 
 def parse_sets(items: list[str]) -> dict:
     """["train.steps=50", "task=function_calling"] -> {"train": {"steps": 50}, "task": "function_calling"}."""

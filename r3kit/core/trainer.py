@@ -54,6 +54,7 @@ from r3kit.infra.io import portable, write_json
 from r3kit.infra.notebook import batch
 from r3kit.models.generation import Sampling, make_generator
 from r3kit.models.loading import LORA_PINNED, ModelConfig, attach_lora, load_model, lora_fields, release, torch
+from r3kit.models.vllm_server import ServerGenerator
 from r3kit.tasks import Task
 
 REWARD_TARGETS = ("reflection", "attempt", "retry")
@@ -378,8 +379,6 @@ def build_trainer(model, tokenizer, task: Task, failures, cfg: TrainConfig, out_
     report_to, trackers = tracking.callbacks(cfg.report_to)
     served = server_arguments(cfg, on_gpu)
     if served:  # the rollout asks TRL's client, which lives on the main process (vllm_server.py)
-        from r3kit.models.vllm_server import ServerGenerator
-
         def generator_factory(model, tok, **_):
             return ServerGenerator(getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None), tok, model)
     args = GRPOConfig(

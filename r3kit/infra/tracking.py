@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import functools
 import os
+from datetime import datetime
 from importlib.util import find_spec
 from pathlib import Path
+
+from r3kit.infra.io import portable
+from r3kit.infra.notebook import interactive
 
 REPORTERS = {"trackio": ("trackio",), "wandb": ("wandb",), "tensorboard": ("tensorboard", "tensorboardX"), "none": ()}
 PROJECT = "r3kit"
@@ -57,8 +61,6 @@ def callbacks(report_to: str) -> tuple[list[str], list]:
         return [report_to], []
     from transformers.integrations import TrackioCallback
 
-    from r3kit.infra.notebook import interactive
-
     callback = TrackioCallback()
     if not hasattr(callback, "_trackio"):  # transformers keeps the module there and calls its init in setup()
         raise RuntimeError("transformers' TrackioCallback no longer has `_trackio`: r3kit.infra.tracking needs updating")
@@ -69,10 +71,6 @@ def callbacks(report_to: str) -> tuple[list[str], list]:
 def run_name(out_dir: Path) -> str:
     """The tracker's run name: the run folder as recorded, plus when it started, kept in tracking.txt so a
     resumed run goes on logging to the same tracked run, while a fresh one (same folder) starts another."""
-    from datetime import datetime
-
-    from r3kit.infra.io import portable
-
     path = Path(out_dir) / "tracking.txt"
     if path.exists() and any((Path(out_dir) / "checkpoints").glob("checkpoint-*")):
         return path.read_text().strip()

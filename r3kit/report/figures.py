@@ -27,6 +27,7 @@ importing this module leaves a notebook's inline plotting as it was; each functi
 from __future__ import annotations
 
 import csv
+import random
 import textwrap
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from r3kit.eval.preconditions import describe
 from r3kit.infra.io import read_json, read_jsonl
 from r3kit.report import palette
 from r3kit.report.conclusion import run_conclusion
+from r3kit.report.explore import episodes, failure_reasons
 from r3kit.report.palette import CONDITIONS
 from r3kit.tasks import get_task
 
@@ -314,8 +316,6 @@ def _categorised_task(run_dir: Path):
 
 
 def failure_categories(run_dir: Path, out: Path) -> Path | None:
-    from r3kit.report.explore import episodes, failure_reasons
-
     task = _categorised_task(run_dir)
     if task is None:
         return None
@@ -343,10 +343,6 @@ def failure_categories(run_dir: Path, out: Path) -> Path | None:
 def reflections_markdown(run_dir: Path, k: int = 3, seed: int = 0) -> str | None:
     """Three random problems (seeded) that vanilla and each trained model both failed on the first try, with
     each model's attempt, reflection and the retry's verdict: the reflections before and after training."""
-    import random
-
-    from r3kit.report.explore import episodes
-
     if _categorised_task(run_dir) is None:
         return None
     df = episodes(run_dir)

@@ -18,6 +18,8 @@ from transformers import TrainerCallback
 
 from r3kit.infra import notebook
 from r3kit.infra.distributed import is_main
+from r3kit.report import figures
+from r3kit.report.palette import arm
 
 
 def png(fig) -> bytes:
@@ -56,14 +58,11 @@ class LiveCurves(TrainerCallback):
     def _draw(self, step: int, max_steps: int) -> None:
         from IPython.display import Image
 
-        from r3kit.report.figures import _log, curves_figure
-        from r3kit.report.palette import arm
-
         if not self.log_csv.exists():
             return
-        rows = _log(self.log_csv)
-        fig = curves_figure({arm(self.reward_target): rows},
-                            title=f"{self.log_csv.parent.name}: step {step} of {max_steps} (thin: per step; thick: 10-step mean)")
+        rows = figures._log(self.log_csv)
+        fig = figures.curves_figure({arm(self.reward_target): rows},
+                                    title=f"{self.log_csv.parent.name}: step {step} of {max_steps} (thin: per step; thick: 10-step mean)")
         image = Image(data=png(fig), format="png")
         if self._display is None:
             from IPython.display import display

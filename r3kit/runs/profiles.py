@@ -420,8 +420,6 @@ def resolve(name: str = DEFAULT_PROFILE, run_dir: str | Path | None = None, over
         if stage is not None:
             stage.validate()
     if not type(task_object).__module__.startswith("r3kit."):  # a user's task: its verifier, on malformed output
-        from r3kit.data import sample_rows
-
         rows = sample_rows(run.data, 1)
         if not rows and run.data.source != "hub":
             raise UserError(f"data.source {run.data.source!r} holds no rows")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from r3kit.eval.forgetting import require_harness
 from r3kit.infra.errors import MissingPackage, NotebookFailed, UserError, did_you_mean
 from r3kit.infra.io import checkout_root, make_portable, read_json, write_json
 from r3kit.infra.run_folder import Recorder, check_writable, claim
@@ -159,8 +160,6 @@ def preflight(run: RunConfig, steps: list, notebooks_dir: Path, kernel: str) -> 
     if missing:
         raise UserError(f"notebooks not found in {notebooks_dir}: {missing}")
     if run.forgetting is not None:  # before the first notebook, not after training
-        from r3kit.eval.forgetting import require_harness
-
         require_harness()
     check_writable(run.run_dir)
 

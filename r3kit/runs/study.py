@@ -264,7 +264,7 @@ def table_markdown(study: dict) -> str:
 def figures(run) -> list[Path]:
     """study_seeds.png (every seed as a dot, per arm and measure) and study_differences.png (paired
     differences with their intervals), from study.json."""
-    from r3kit.report import figures as plots
+    from r3kit.report import figures as plots  # matplotlib: only where a study draws its figures
 
     study = read_json(run.run_dir / "study.json")
     out = run.run_dir / "figures"
