@@ -1,0 +1,39 @@
+"""The run folders shipped in results/: their executed notebooks read as reports, with no library noise.
+
+A batch run sends what libraries print (progress bars, warnings) to logs/<notebook>.log in the run folder
+(infra/notebook.py), so an executed notebook holds the kit's own output only: no stderr stream and no error.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+RUNS = sorted({p.parent.parent for p in RESULTS.glob("*/notebooks/*.ipynb")})
+# Executed before batch runs captured library messages; regenerating it (about 135 minutes) clears them.
+NOT_REGENERATED = {"cpu-demo-function-calling"}
+
+
+def _noise(path: Path) -> list[str]:
+    """'cell N: stderr' or 'cell N: error' for each such output of an executed notebook."""
+    found = []
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                found.append(f"cell {i}: error {output.get('ename')}")
+            elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+                found.append(f"cell {i}: stderr {''.join(output.get('text', ''))[:80]!r}")
+    return found
+
+
+def test_the_shipped_runs_are_found():
+    assert {p.name for p in RUNS} >= {"cpu-demo", "cpu-study"}
+
+
+@pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
+def test_a_shipped_run_s_notebooks_hold_no_stderr_and_no_error(run, request):
+    if run.name in NOT_REGENERATED:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="executed before library messages went to logs/"))
+    noise = {path.name: found for path in sorted((run / "notebooks").glob("*.ipynb")) if (found := _noise(path))}
+    assert not noise, f"{run.name}: {sum(map(len, noise.values()))} noisy outputs: {noise}"
