@@ -1,4 +1,5 @@
-"""The run folders shipped in results/: their executed notebooks read as reports, with no library noise.
+"""The run folders shipped in results/: their executed notebooks read as reports, with no library noise, and their
+CPU students are the ones their profiles train, so `r3kit reproduce --resume` starts from them.
 
 A batch run sends what libraries print (progress bars, warnings) to logs/<notebook>.log in the run folder
 (infra/notebook.py), so an executed notebook holds the kit's own output only: no stderr stream and no error.
@@ -37,3 +38,19 @@ def test_a_shipped_run_s_notebooks_hold_no_stderr_and_no_error(run, request):
         request.applymarker(pytest.mark.xfail(strict=True, reason="executed before library messages went to logs/"))
     noise = {path.name: found for path in sorted((run / "notebooks").glob("*.ipynb")) if (found := _noise(path))}
     assert not noise, f"{run.name}: {sum(map(len, noise.values()))} noisy outputs: {noise}"
+
+
+@pytest.mark.parametrize("profile", ["cpu-demo", "cpu-study"])
+def test_a_shipped_student_is_the_one_its_profile_trains(profile):
+    from r3kit.infra.io import read_json
+    from r3kit.runs.pipeline import held_out_keys
+    from r3kit.runs.profiles import resolve
+    from r3kit.runs.study import student_run
+    from r3kit.student.countdown import recorded_identity, training_identity
+
+    run = resolve(profile, RESULTS / profile)
+    runs = [student_run(run, s) for s in run.study.students] if run.study else [run]
+    for r in runs:
+        assert (r.run_dir / "student" / "model.safetensors").stat().st_size > 1_000_000
+        wanted = training_identity(r.student, r.task, r.data.generator, held_out_keys(r))
+        assert recorded_identity(read_json(r.run_dir / "student.json")) == wanted, r.run_dir
