@@ -47,3 +47,23 @@ def test_a_saved_choice_is_reused_with_integer_steps_only_for_the_same_settings_
     other = resolve("smoke-study", tmp_path, overrides={"select": {"metric": "first_try"}})
     with pytest.raises(ValueError, match="no trained weights in .*checkpoint-1"):  # other settings: chosen again
         select_stage(other, "r3-seed1")
+
+
+def test_training_that_will_take_steps_drops_a_choice_made_on_other_weights(tmp_path, monkeypatch):
+    """A resumed run whose checkpoints are gone (a fresh clone of a shipped run) trains again, so a selection.json
+    left from the earlier weights is removed; one whose last checkpoint holds the whole budget keeps it."""
+    import r3kit.runs.pipeline as pipeline
+
+    run = resolve("smoke", tmp_path, overrides={"preconditions": None})
+    monkeypatch.setattr(pipeline, "load_failures", lambda folder: [])
+    monkeypatch.setattr(pipeline, "train", lambda *args, **kwargs: {"steps": run.train.steps})
+    folder = tmp_path / "train" / "r3"
+    folder.mkdir(parents=True)
+    (folder / "selection.json").write_text("{}")
+    (folder / "checkpoints" / f"checkpoint-{run.train.steps}").mkdir(parents=True)
+    (folder / "checkpoints" / f"checkpoint-{run.train.steps}" / "trainer_state.json").write_text("{}")
+    pipeline.train_stage(run, "r3")
+    assert (folder / "selection.json").exists()  # the whole budget is saved: the same weights
+    (folder / "checkpoints" / f"checkpoint-{run.train.steps}" / "trainer_state.json").unlink()
+    pipeline.train_stage(run, "r3")
+    assert not (folder / "selection.json").exists()

@@ -435,6 +435,10 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
         check_processes(cfg, run.launch.processes)
         launch.in_processes(run, "train", ["--arm", variant, *(["--seed", str(seed)] if seed is not None else [])])
         return read_json(run.run_dir / "train" / name / "summary.json")
+    out = run.run_dir / "train" / name
+    saved = checkpoints(out, up_to=cfg.steps)
+    if not saved or saved[-1][0] < cfg.steps:  # steps will be trained: weights chosen earlier are not these
+        (out / "selection.json").unlink(missing_ok=True)
     with _timed(run, f"train_{name}"):
         failures = load_failures(run.run_dir / "failures")
         if len(failures) and cfg.reward_target == "attempt":  # a fresh first attempt: the task prompt alone
@@ -443,8 +447,7 @@ def train_stage(run: RunConfig, variant: str = "r3", seed: int | None = None) ->
         elif len(failures):
             check_context_with_tokenizer(run, [dict(r) for r in failures], (0, cfg.reflection_tokens, cfg.retry_tokens),
                                          f"train {name}")
-        summary = train(run.model, run.get_task(), failures, cfg, run.run_dir / "train" / name,
-                        extra_callbacks=_live_curves)
+        summary = train(run.model, run.get_task(), failures, cfg, out, extra_callbacks=_live_curves)
     return summary
 
 
