@@ -21,6 +21,7 @@ from r3kit.student.countdown import (
     faulty_attempt,
     make_student,
     plans,
+    recompute,
     recorded_identity,
     searched,
     training_identity,
@@ -351,7 +352,7 @@ def test_faulty_attempts_fail_and_carry_each_fault_in_about_its_share():
         assert abs(seen[name] / len(problems) - share) < 0.08, seen
 
 
-@pytest.mark.parametrize("style", ["recompute", "verify"])
+@pytest.mark.parametrize("style", ["recompute", "verify", "exhaustive"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(seed, style):
     from r3kit.tasks.countdown import diagnose, extract_answer, written_operations
@@ -379,7 +380,7 @@ def test_recompute_reflections_name_the_fault_then_fix_from_the_true_first_step(
         searched = re.findall(r"=(\d+)( vs \d+)? (no|so)", plan)
         assert searched[-1][2] == "so" and all(said == "no" for *_, said in searched[:-1])
         assert all(int(value) != problem["target"] for value, *_ in searched[:-1])  # rejected by their true values
-        assert all(versus == (f" vs {problem['target']}" if style == "verify" else "") for _, versus, _ in searched)
+        assert all(versus == (f" vs {problem['target']}" if style != "recompute" else "") for _, versus, _ in searched)
         read = task.read_reflection(problem, attempt, reflection)
         assert read == {"values_right": 1.0, "names_the_fault": True, "conclusion_verifies": True,
                         "repeats_failed": False}
@@ -510,7 +511,7 @@ def test_a_training_state_saved_before_the_arithmetic_settings_still_resumes(tmp
         _load_state(tmp_path / "other.pt", identity)
 
 
-def test_comparisons_stop_only_on_equal_numbers_and_only_a_verify_student_learns_them():
+def test_comparisons_stop_only_on_equal_numbers_and_only_students_that_compare_learn_them():
     cfg, rng = StudentConfig(max_num=15, max_target=40), random.Random(0)
     said = []
     for _ in range(400):
@@ -519,7 +520,7 @@ def test_comparisons_stop_only_on_equal_numbers_and_only_a_verify_student_learns
         assert answer == f"{value} vs {target} {'so' if value == target else 'no'}" and trained and not asked_trained
         said.append(answer.endswith("so"))
     assert 150 < sum(said) < 250  # equal about half the time
-    for style, compares in (("verify", True), ("recompute", False)):
+    for style, compares in (("verify", True), ("exhaustive", True), ("recompute", False)):
         cfg = StudentConfig(steps=60, batch_size=1, mix_solve=0, mix_reflect=0, mix_no_reflect=0, mix_generic=0,
                             mix_arith=1.0, worked_attempts=True, reflection_style=style)
         tokenizer = build_char_tokenizer()
@@ -527,3 +528,39 @@ def test_comparisons_stop_only_on_equal_numbers_and_only_a_verify_student_learns
         prompts = [tokenizer.decode(next(batches)[0][0].tolist(), skip_special_tokens=True) for _ in range(60)]
         assert any(p.startswith("compare ") for p in prompts) is compares
         assert any(p.startswith("compute ") for p in prompts)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_exhaustive_reflection_tries_every_second_step_in_order_and_draws_nothing(seed):
+    """The same problem and failed attempt give the same reflection whatever the random state; its second steps are
+    those of SECOND_STEPS from its first step's value, in that order, up to the first that reaches the target."""
+    from r3kit.student.countdown import SECOND_STEPS, second_steps
+    from r3kit.tasks.countdown import diagnose
+
+    rng = random.Random(seed)
+    problems = iter_problems(None, seed=seed, num_counts=(3,), max_num=15, max_target=60)
+    made = 0
+    for problem in itertools.islice(problems, 80):
+        turns = conversation(problem, "reflect", rng, work=True, style="exhaustive")
+        if turns is None:
+            continue
+        made += 1
+        attempt, reflection = turns[1][1], turns[3][1]
+        options = plans(problem["nums"], problem["target"])
+        state = rng.getstate()
+        assert recompute(attempt, problem, options, random.Random(99), "exhaustive")[0] == reflection
+        assert rng.getstate() == state  # nothing drawn from the caller's stream either
+        fault, first = diagnose(attempt, problem["nums"], problem["target"])
+        plan = reflection[len(fault) + 1:]
+        step, *tried = plan.rsplit(" so ", 1)[0].split(",")
+        if first in {p.split(",")[0] for p, _ in options}:
+            assert step == first
+        a, b = map(int, re.findall(r"\d+", step.split("=")[0]))
+        rest = list(problem["nums"])
+        rest.remove(a)
+        rest.remove(b)
+        expected = second_steps(int(step.split("=")[1]), rest[0])
+        assert [t.split(" vs ")[0] for t in tried] == [w for w, *_ in expected][: len(tried)]
+        assert [int(t.split("=")[1].split(" ")[0]) == problem["target"] for t in tried] == [False] * (len(tried) - 1) + [True]
+        assert len(tried) <= len(SECOND_STEPS)
+    assert made > 50

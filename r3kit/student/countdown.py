@@ -32,6 +32,10 @@ rewritten with the true value (r3kit.tasks.countdown.diagnose), rejecting second
 With reflection_style="verify" the same reflection writes the target beside each searched value and tries up to
 three second steps ("86+26=112 vs 60 no,86-26=60 vs 60 so (49+37)-26"), and half the single operations are
 comparisons ("compare 32 26" -> "32 vs 26 no"), so stopping is a comparison of two numbers side by side.
+With reflection_style="exhaustive" the search is the same for every problem: from the true first step (or, where no
+plan keeps it, the first plan on the same pair, else the first plan), every second step in SECOND_STEPS order until
+one reaches the target ("86+26=112 vs 60 no,86-26=60 vs 60 so (49+37)-26"), so the reflection is a function of the
+problem and the failed attempt, with no random choice for the student to imitate.
 A reflection copying the attempt's values is then wrong in every slipped or faked step, so the student can only
 reach the answer by recomputing. Retries without a reflection solve afresh, and single operations
 ("compute 16*3" -> "16*3=48", kind "arith", and `arith_steps` of them alone first) teach the arithmetic itself.
@@ -70,8 +74,11 @@ from r3kit.tasks.countdown import diagnose, evaluate_expression, extract_answer
 _OPS = ("+", "-", "*", "/")
 CHECKPOINT_SECONDS = 300.0  # the most training time a crash can lose (checkpoints do not change the student)
 STATE_FILE = "training_state.pt"
-REFLECTION_STYLES = ("fresh", "check", "recompute", "verify")
-SEARCHED = {"recompute": 2, "verify": 3}  # the most second steps a reflection of that style tries and rejects
+REFLECTION_STYLES = ("fresh", "check", "recompute", "verify", "exhaustive")
+# the exhaustive style's second steps, in the order it tries them: "r" puts the third number first (26-86)
+SECOND_STEPS = ("+", "-", "r-", "*", "/", "r/")
+SEARCHED = {"recompute": 2, "verify": 3, "exhaustive": len(SECOND_STEPS)}  # the most second steps a reflection tries and rejects
+VERSUS = ("verify", "exhaustive")  # the styles that write the target beside each searched value
 # the kinds of failed attempt a recompute-style student is shown, and how often: an honest wrong equation with its
 # true values, a last step that claims the target, a first step with a slipped value, a number used twice
 FAULTS = {"honest": 0.2, "faked_target": 0.3, "slipped_step": 0.2, "misused_number": 0.3}
@@ -110,7 +117,8 @@ class StudentConfig:
     worked_attempts: bool = False  # attempts work the solution out first: "49-37=12,12*5=60 so <answer>(49-37)*5</answer>"
     reflection_style: str = "fresh"  # "fresh": a worked solution; "check": check the failed attempt, then fix it;
     # "recompute": recompute the attempt's steps, name its first fault, fix it from its first step (needs worked_attempts);
-    # "verify": as recompute, each searched step stating the target beside its value ("12+10=22 vs 26 no,")
+    # "verify": as recompute, each searched step stating the target beside its value ("12+10=22 vs 26 no,");
+    # "exhaustive": as verify, trying every second step in a fixed order (SECOND_STEPS) until one reaches the target
     seed: int = 0
     device: str = "cpu"  # "cuda" trains on a GPU (the saved student is the same files; results differ in the last bits)
 
@@ -284,11 +292,46 @@ def searched(plan: str, target: int, rng: random.Random, style: str = "recompute
     return f"{first},{''.join(f'{t}{versus} no,' for t in rejected)}{second}{versus} so {answer}"
 
 
+def second_steps(value: int, third: int) -> list[tuple[str, str, int, bool]]:
+    """The second steps from a first step's value and the third number, in SECOND_STEPS order, those with a whole
+    value >= 0: (written step "86+26=112", its operator, its value, whether the third number comes first)."""
+    out = []
+    for name in SECOND_STEPS:
+        op, third_first = name[-1], name.startswith("r")
+        a, b = (third, value) if third_first else (value, third)
+        if (v := _value(op, a, b)) is not None:
+            out.append((f"{a}{op}{b}={v}", op, v, third_first))
+    return out
+
+
+def exhaustive(first: str | None, problem: dict, options: list[tuple[str, str]]) -> tuple[str, str]:
+    """An exhaustive-style (plan, answer): from `first` where a plan keeps it, else from the first step of the first
+    plan fix_from offers, every second step in SECOND_STEPS order until one reaches the target, each with its true
+    value and the target beside it ("49+37=86,86+26=112 vs 60 no,86-26=60 vs 60 so (49+37)-26")."""
+    target = problem["target"]
+    starts = {plan.split(",")[0] for plan, _ in options}
+    step = first if first in starts else sorted(fix_from(first or "", options))[0][0].split(",")[0]
+    a, op1, b, value = re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", step).groups()
+    rest = list(problem["nums"])
+    rest.remove(int(a))
+    rest.remove(int(b))
+    third, rejected = rest[0], []
+    for written, op, v, third_first in second_steps(int(value), third):
+        if v == target:
+            answer = f"{third}{op}({a}{op1}{b})" if third_first else f"({a}{op1}{b}){op}{third}"
+            return f"{step},{''.join(rejected)}{written} vs {target} so {answer}", answer
+        rejected.append(f"{written} vs {target} no,")
+    raise ValueError(f"no second step from {step} reaches {target}")  # unreachable: every start is a plan's
+
+
 def recompute(failed: str, problem: dict, options: list[tuple[str, str]], rng: random.Random,
               style: str = "recompute") -> tuple[str, str]:
     """A recompute-style (reflection, answer): the attempt's first fault (diagnose), then a search from its first
     step rewritten with the true value ("49+37=86 not 85. 49+37=86,86+26=112 no,86-26=60 so (49+37)-26")."""
     fault, first = diagnose(failed, problem["nums"], problem["target"])
+    if style == "exhaustive":
+        plan, solution = exhaustive(first, problem, options)
+        return f"{fault} {plan}", solution
     reflection, solution = rng.choice(fix_from(first or "", options))
     return f"{fault} {searched(reflection, problem['target'], rng, style)}", solution
 
@@ -426,7 +469,7 @@ def _conversations(cfg: StudentConfig, exclude: set, rng: random.Random, task: s
     if task == "countdown":
         problems = training_problems(cfg, exclude)
         def arith() -> list[tuple[str, str, bool]]:  # a verify-style student also learns the comparison it stops on
-            return comparison(cfg, rng) if cfg.reflection_style == "verify" and rng.random() < 0.5 else arithmetic(cfg, rng)
+            return comparison(cfg, rng) if cfg.reflection_style in VERSUS and rng.random() < 0.5 else arithmetic(cfg, rng)
 
         return lambda kind: (arith() if kind == "arith" else
                              conversation(next(problems), kind, rng, cfg.worked_attempts, cfg.reflection_style))
