@@ -1,10 +1,9 @@
 """One command for a whole run: papermill executes the notebooks of a profile in order into results/<profile>/.
 
-Order (a study profile: 08 once per student, then 09):
+Order (a study profile: 06 once per student, then 07):
 [01 make student] -> 02 evaluate vanilla -> 03 mine failures -> 04 train R3 -> 02 evaluate trained
 -> [04 train plain GRPO -> 02 evaluate it] -> [04 train retry-reward control -> 02 evaluate control]
--> [05 forgetting check] -> 06 figures -> 07 explore transcripts. The executed copies are numbered in the
-order they ran (01_make_student, 02_evaluate-vanilla, ..., 05_evaluate-trained, ...). Each notebook gets the same parameters
+-> [09 forgetting check] -> 05 figures -> 08 explore transcripts. Each notebook gets the same parameters
 (profile, run_dir, overrides) plus its own (which model to evaluate, which variant to train).
 The profile is resolved and validated, and the kernel, notebooks, optional packages and the folder checked,
 before anything in the run folder is touched. By default a run starts clean: the files the kit listed as its
@@ -81,11 +80,10 @@ def default_notebooks() -> Path:
 
 def plan(run: RunConfig) -> list[tuple[str, dict, str]]:
     """(notebook, its own parameters, name of the executed copy) in execution order. A study profile runs
-    notebook 08 once per student, then 09; the executed copies are numbered in the order they run."""
+    notebook 06 once per student, then 07."""
     if run.study is not None:
-        students = [("08_study_student.ipynb", {"student": s}, f"{i:02d}_study-student-{s}")
-                    for i, s in enumerate(run.study.students, 1)]
-        return students + [("09_study_summary.ipynb", {}, f"{len(students) + 1:02d}_study_summary")]
+        return [("08_study_student.ipynb", {"student": s}, f"06_study-student-{s}") for s in run.study.students] + [
+            ("09_study_summary.ipynb", {}, "07_study_summary")]
     steps = [("01_make_student.ipynb", {}, "01_make_student")] if run.student is not None else []
     steps += [("02_evaluate.ipynb", {"which": "vanilla"}, "02_evaluate-vanilla"),
               ("03_mine_failures.ipynb", {}, "03_mine_failures"),
