@@ -92,10 +92,11 @@ def test_the_students_validation_check_attempts_validation_rows_only(tmp_path, m
 
 @pytest.mark.slow
 def test_the_bounds_the_frozen_retrier_and_the_last_weights_can_be_left_out(tmp_path, monkeypatch):
-    """evaluate.bounds, evaluate.frozen_retrier and select.score_last off: what they would add is not computed,
-    and what is asserted elsewhere (the trained model on vanilla's failures, the chosen step) is still there."""
+    """evaluate.bounds, evaluate.frozen_retrier and select.score_last off: what they would add is not computed, nor
+    left over from an earlier evaluation, and what the rest reads (the trained model on vanilla's failures, the chosen
+    step) is still there."""
     import r3kit.runs.pipeline as pipeline
-    from r3kit.infra.io import read_json
+    from r3kit.infra.io import read_json, write_json
 
     run = resolve("smoke", tmp_path / "run", {
         "data": {"n_validation": 6}, "select": {"metric": "second_try", "score_last": False},
@@ -105,9 +106,13 @@ def test_the_bounds_the_frozen_retrier_and_the_last_weights_can_be_left_out(tmp_
     pipeline.evaluate_stage(run, "vanilla")
     pipeline.mine_stage(run)
     pipeline.train_stage(run, "r3")
+    earlier = read_json(tmp_path / "run" / "metrics.json")  # records of earlier weights, scored with them all on
+    write_json(tmp_path / "run" / "metrics.json", {**earlier, "trained-last": earlier["vanilla"]})
+    (tmp_path / "run" / "eval" / "trained").mkdir(parents=True)
+    (tmp_path / "run" / "eval" / "trained" / "frozen_retrier.jsonl").write_text("{}\n")
     trained = pipeline.evaluate_stage(run, "trained")
     metrics = read_json(tmp_path / "run" / "metrics.json")
-    assert set(metrics) == {"vanilla", "trained"}  # no "trained-last"
+    assert set(metrics) == {"vanilla", "trained"}  # no "trained-last", not even the earlier one
     assert trained["checkpoint"]["step"] == 1 < trained["checkpoint"]["last"] == run.train.steps
     assert "on_vanilla_failures" in trained and "frozen_retrier" not in trained
     assert not {"swapped_reflection", "oracle_reflection"} & set(metrics["vanilla"])

@@ -18,7 +18,6 @@ from transformers import TrainerCallback
 
 from r3kit.infra import notebook
 from r3kit.infra.distributed import is_main
-from r3kit.report import figures
 from r3kit.report.palette import arm
 
 
@@ -57,6 +56,8 @@ class LiveCurves(TrainerCallback):
 
     def _draw(self, step: int, max_steps: int) -> None:
         from IPython.display import Image
+
+        from r3kit.report import figures  # matplotlib and pandas: only where a notebook draws the curves
 
         if not self.log_csv.exists():
             return

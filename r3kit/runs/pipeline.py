@@ -281,6 +281,11 @@ def _frozen_retrier(run: RunConfig, model, generator, baseline_rows: list[dict],
         release(vanilla)
 
 
+# what an evaluation folder holds beside transcripts.jsonl and metrics.json, where its settings and arm ask for it
+OPTIONAL_RECORDS = ("swapped_reflection.jsonl", "oracle_reflection.jsonl", "on_vanilla_failures.jsonl",
+                    "frozen_retrier.jsonl")
+
+
 def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     """Evaluate vanilla or a trained variant on the test split; writes eval/<which>/ and metrics.json.
     A trained variant is first selected on validation (select_stage) when the profile selects."""
@@ -305,6 +310,8 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
     for name_, model_name, adapter, selection in targets:
         with _timed(run, f"evaluate_{name_}"):
             out = run.run_dir / "eval" / name_
+            for stale in OPTIONAL_RECORDS:  # this evaluation rewrites the folder: what it leaves out must not linger
+                (out / stale).unlink(missing_ok=True)
             result, generator, model = _evaluate_weights(run, model_name, adapter, rows, run.evaluate, out, name_)
             try:
                 path = run.run_dir / "metrics.json"
@@ -339,6 +346,8 @@ def evaluate_stage(run: RunConfig, which: str = "vanilla") -> dict:
                         entry["frozen_retrier"] = result.metrics["frozen_retrier"] = frozen
                 write_json(out / "metrics.json", result.metrics)
                 metrics[name_] = entry
+                if arm is not None and len(targets) == 1:  # no last weights scored now: none from earlier weights
+                    metrics.pop(f"{which}-last", None)
                 write_json(path, metrics)  # last: the run's metrics.json holding `which` means this stage finished
             finally:
                 release(model)

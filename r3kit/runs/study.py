@@ -141,8 +141,11 @@ def collect(run) -> list[dict[str, Any]]:
                 summary = folder / "train" / which / "summary.json"
                 if summary.exists():
                     row["generated_tokens"] = read_json(summary).get("generated_tokens")
-                last = metrics.get(f"{which}-last", metrics[which])
-                row["first_try_last"], row["second_try_last"] = last["first_try"]["accuracy"], last["second_try"]["accuracy"]
+                checkpoint = metrics[which].get("checkpoint") or {}
+                last = metrics.get(f"{which}-last") or (  # the chosen weights are the last ones, or were not scored
+                    metrics[which] if checkpoint.get("step") == checkpoint.get("last") else None)
+                if last is not None:
+                    row["first_try_last"], row["second_try_last"] = last["first_try"]["accuracy"], last["second_try"]["accuracy"]
                 rows.append(row)
     return rows
 
