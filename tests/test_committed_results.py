@@ -1,5 +1,5 @@
-"""The run folders shipped in results/: their executed notebooks read as reports, with no library noise, and their
-CPU students are the ones their profiles train, so `r3kit reproduce --resume` starts from them.
+"""The run folders shipped in results/: their executed notebooks read as reports, with no library noise, and the
+default run's CPU student is the one its profile trains, so `r3kit reproduce --resume` starts from it.
 
 A batch run sends what libraries print (progress bars, warnings) to logs/<notebook>.log in the run folder
 (infra/notebook.py), so an executed notebook holds the kit's own output only: no stderr stream and no error.
@@ -45,7 +45,7 @@ def test_a_shipped_run_s_notebooks_hold_no_stderr_and_no_error(run, request):
     assert not noise, f"{run.name}: {sum(map(len, noise.values()))} noisy outputs: {noise}"
 
 
-@pytest.mark.parametrize("profile", ["cpu-demo", "cpu-study"])
+@pytest.mark.parametrize("profile", ["cpu-demo"])
 def test_a_shipped_student_is_the_one_its_profile_trains(profile):
     from r3kit.infra.io import read_json
     from r3kit.runs.pipeline import held_out_keys
