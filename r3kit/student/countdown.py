@@ -275,23 +275,6 @@ def fix_from(attempt: str, options: list[tuple[str, str]]) -> list[tuple[str, st
     return same_pair or options
 
 
-def searched(plan: str, target: int, rng: random.Random, style: str = "recompute") -> str:
-    """A plan with 0 to SEARCHED[style] second steps tried and rejected before the one that reaches the target, each
-    with its true value ("49+37=86,86+26=112 no,86-26=60 so (49+37)-26"): a step's value is computed, not the
-    target copied. Style "verify" writes the target beside each searched value ("86+26=112 vs 60 no,86-26=60 vs 60
-    so"), so whether to stop is a comparison of two numbers side by side."""
-    steps, answer = plan.rsplit(" so ", 1)
-    first, second = steps.split(",")
-    value = int(first.split("=")[1])
-    x, _, y = re.fullmatch(r"(\d+)([+\-*/])(\d+)=\d+", second).groups()
-    other = int(y) if int(x) == value else int(x)
-    tried = sorted({f"{a}{op}{b}={v}" for op in _OPS for a, b in ((value, other), (other, value))[: 1 if op in "+*" else 2]
-                    if (v := _value(op, a, b)) is not None and v != target})
-    rejected = rng.sample(tried, min(rng.choice(range(SEARCHED[style] + 1)), len(tried)))
-    versus = f" vs {target}" if style == "verify" else ""
-    return f"{first},{''.join(f'{t}{versus} no,' for t in rejected)}{second}{versus} so {answer}"
-
-
 def second_steps(value: int, third: int) -> list[tuple[str, str, int, bool]]:
     """The second steps from a first step's value and the third number, in SECOND_STEPS order, those with a whole
     value >= 0: (written step "86+26=112", its operator, its value, whether the third number comes first)."""
@@ -302,6 +285,22 @@ def second_steps(value: int, third: int) -> list[tuple[str, str, int, bool]]:
         if (v := _value(op, a, b)) is not None:
             out.append((f"{a}{op}{b}={v}", op, v, third_first))
     return out
+
+
+def searched(plan: str, target: int, rng: random.Random, style: str = "recompute") -> str:
+    """A plan with 0 to SEARCHED[style] second steps tried and rejected before the one that reaches the target, each
+    with its true value ("49+37=86,86+26=112 no,86-26=60 so (49+37)-26"): a step's value is computed, not the
+    target copied. Style "verify" writes the target beside each searched value ("86+26=112 vs 60 no,86-26=60 vs 60
+    so"), so whether to stop is a comparison of two numbers side by side."""
+    steps, answer = plan.rsplit(" so ", 1)
+    first, second = steps.split(",")
+    value = int(first.split("=")[1])
+    x, _, y = re.fullmatch(r"(\d+)([+\-*/])(\d+)=\d+", second).groups()
+    other = int(y) if int(x) == value else int(x)
+    tried = sorted({written for written, _, v, _ in second_steps(value, other) if v != target})
+    rejected = rng.sample(tried, min(rng.choice(range(SEARCHED[style] + 1)), len(tried)))
+    versus = f" vs {target}" if style == "verify" else ""
+    return f"{first},{''.join(f'{t}{versus} no,' for t in rejected)}{second}{versus} so {answer}"
 
 
 def exhaustive(first: str | None, problem: dict, options: list[tuple[str, str]]) -> tuple[str, str]:
