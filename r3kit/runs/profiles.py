@@ -13,6 +13,9 @@ stage, and returns a RunConfig, before any model is loaded or any notebook start
     cpu-demo  the default: the kit's own student, offline on CPU (see student/countdown.py)
     cpu-study the headline: 5 training seeds over 2 students, three arms at equal budget, checkpoints chosen
               on validation (`r3kit reproduce --profile cpu-study`; see study.py)
+    cpu-exhaustive  a student whose reflection recomputes the failed attempt and tries every second step from
+              its true first step (numbers 1-10): the first whose reflection passed R3's gate on validation
+    cpu-exhaustive-study  the study on 3 such students x 5 training seeds, its endpoints declared in the profile
     cpu-demo-function-calling  the kit's own student on offline function calling (xLAM rows, test argument
               values never seen in training), CPU (see student/function_calling.py); its student copies values after
               3,000 short steps, then trains on the whole mix until validation first try reaches 25% (at
@@ -115,6 +118,19 @@ _CPU_DEMO: dict[str, Any] = {
     "forgetting": {**_STUDENT_FORGETTING, "limit": 500, "batch_size": 250},
 }
 
+# A reflection that searches every second step from the failed attempt's true first step, on numbers small enough
+# for the student's arithmetic (1-10, targets 1-30): the first student whose own reflection beat both controls by
+# 5 points on validation (docs/experiments/README.md).
+_EXHAUSTIVE = _merge(_CPU_DEMO, {
+    "description": "a student whose reflection recomputes the failed attempt and tries every second step from its "
+                   "true first step, on numbers 1-10 (its preconditions: docs/experiments/README.md)",
+    "student": {"reflection_style": "exhaustive", "max_num": 10, "max_target": 30, "steps": 1600,
+                "mix_solve": 0.2, "mix_reflect": 0.3, "mix_no_reflect": 0.05, "mix_generic": 0.05, "mix_arith": 0.4},
+    "data": {"n_test": 1000},
+    "episode": {"reflection_tokens": 128},
+    "forgetting": None,
+})
+
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": _SMOKE,
     "cpu-demo": _CPU_DEMO,
@@ -148,6 +164,18 @@ PROFILES: dict[str, dict[str, Any]] = {
                     "mix_solve": 0.2, "mix_reflect": 0.3, "mix_no_reflect": 0.05, "mix_generic": 0.05, "mix_arith": 0.4},
         "episode": {"reflection_tokens": 96},
         "forgetting": None,
+    }),
+    "cpu-exhaustive": _EXHAUSTIVE,
+    "cpu-exhaustive-study": _merge(_EXHAUSTIVE, {
+        "description": "the study where R3's preconditions held on validation: 3 exhaustive-search students x 5 "
+                       "training seeds, R3 vs plain GRPO vs the fair retry-reward control, checkpoints chosen on "
+                       "validation, endpoints declared before the run",
+        "evaluate": {"n_examples": None},
+        "train": {"steps": 50, "problems_per_step": 8, "micro_batch_size": 64, "generation_batch_size": 64,
+                  "save_steps": 25},
+        "grpo": {"reward_target": "attempt"},
+        "study": {"seeds": [0, 1, 2, 3, 4], "students": [0, 1, 2],
+                  "endpoints": ["r3 - vanilla: frozen_retrier", "r3 - grpo: second_try"]},
     }),
     "smoke-function-calling": {
         "description": "seconds: a tiny random model through every stage of function calling (tests)",
