@@ -2,7 +2,7 @@
 
 import pytest
 
-from r3kit.models.loading import ModelConfig, attach_lora, build_char_tokenizer, load_model, resolve_model_path
+from r3kit.models.loading import ModelConfig, attach_lora, build_char_tokenizer, built_once, load_model, resolve_model_path
 
 
 def test_char_tokenizer_round_trips_and_renders_chat_turns():
@@ -57,6 +57,44 @@ def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
         load_model(ModelConfig(name="tiny", dtype="int8"))
     with pytest.raises(ValueError, match="needs a GPU"):
         load_model(ModelConfig(name="tiny", fast_inference=True))
+
+
+def _write_model(folder, text="weights"):
+    (folder / "model.safetensors").write_text(text)
+    (folder / "config.json").write_text("{}")
+
+
+def test_a_built_in_model_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "tiny"
+
+    def fails_midway(folder):
+        (folder / "config.json").write_text("{}")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        built_once(target, fails_midway)
+    assert not target.exists() and list(tmp_path.iterdir()) == []  # no half-written model, no leftover
+
+    (target).mkdir()  # an unfinished build of an earlier version: replaced, not read
+    (target / "model.safetensors").write_text("half")
+    assert built_once(target, _write_model) == target
+    assert (target / "model.safetensors").read_text() == "weights"
+    assert built_once(target, fails_midway) == target  # built: not built again
+
+
+def test_when_two_processes_build_a_model_at_once_the_first_whole_build_wins(tmp_path):
+    target = tmp_path / "tiny"
+
+    def another_process_finishes_first(folder):
+        winner = tmp_path / "winner"
+        winner.mkdir()
+        _write_model(winner, "theirs")
+        winner.rename(target)
+        _write_model(folder, "ours")
+
+    assert built_once(target, another_process_finishes_first) == target
+    assert (target / "model.safetensors").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
 
 
 @pytest.mark.slow

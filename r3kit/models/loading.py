@@ -135,18 +135,39 @@ def save_model(model, tokenizer, directory: str | Path) -> Path:
     return directory
 
 
-def _tiny_dir() -> Path:
-    path = cache_dir() / "tiny-qwen2-char-v3"
-    if not (path / "config.json").exists():
-        model, tokenizer = build_char_model()
-        save_model(model, tokenizer, path)
+def built_once(path: Path, build) -> Path:
+    """`path`, made by `build(folder)` unless it exists. The build writes a temporary folder beside it that is
+    renamed into place when complete, so a process never reads a half-written model: where several start at once
+    (the ranks of a launch, two notebooks), each builds and the first rename wins."""
+    if (path / "config.json").exists():
+        return path
+    import shutil
+    import tempfile
+
+    partial = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        build(partial)
+        if path.exists() and not (path / "config.json").exists():
+            shutil.rmtree(path, ignore_errors=True)  # a build an earlier version of the kit left unfinished
+        try:
+            partial.rename(path)
+        except OSError:  # another process renamed its build into place first
+            if not (path / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return path
 
 
+def _tiny_dir() -> Path:
+    return built_once(cache_dir() / "tiny-qwen2-char-v3", lambda folder: save_model(*build_char_model(), folder))
+
+
 def _smollm2_dir() -> Path:
-    path = cache_dir() / "SmolLM2-135M-Instruct"
-    if (path / "config.json").exists():
-        return path
+    return built_once(cache_dir() / "SmolLM2-135M-Instruct", _dequantise_smollm2)
+
+
+def _dequantise_smollm2(folder: Path) -> None:
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
@@ -164,7 +185,7 @@ def _smollm2_dir() -> Path:
     # The weights are already dequantised to fp32; drop the GGUF marker so they can be saved as safetensors.
     model.hf_quantizer = None
     model.config.__dict__.pop("quantization_config", None)
-    return save_model(model, tokenizer, path)
+    save_model(model, tokenizer, folder)
 
 
 def resolve_model_path(name: str) -> str:
