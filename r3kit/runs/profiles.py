@@ -126,7 +126,7 @@ _EXHAUSTIVE = _merge(_CPU_DEMO, {
                    "true first step, on numbers 1-10 (its preconditions: docs/experiments/README.md)",
     "student": {"reflection_style": "exhaustive", "max_num": 10, "max_target": 30, "steps": 1600,
                 "mix_solve": 0.2, "mix_reflect": 0.3, "mix_no_reflect": 0.05, "mix_generic": 0.05, "mix_arith": 0.4},
-    "data": {"n_test": 1000},
+    "data": {"n_test": 1000, "n_train": 700},  # these ranges hold 2,025 distinct problems; 1,300 are held out
     "episode": {"reflection_tokens": 128},
     "forgetting": None,
 })
