@@ -82,3 +82,12 @@ def test_profiles_show_the_time_a_committed_run_measured(capsys):
     assert main(["profiles"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert " min on 2 CPUs" in lines["cpu-demo"] and "not measured" in lines["smoke"]
+
+
+def test_splits_the_data_ranges_cannot_supply_stop_the_run_before_any_file_or_training(tmp_path, capsys):
+    narrow = ["--set", "student.max_num=4", "--set", "student.max_target=10", "--set", "data.n_train=500"]
+    _one_line_error(capsys, ["reproduce", "--profile", "smoke", "--out", str(tmp_path / "a"), *narrow],
+                    "lower data.n_train")
+    _one_line_error(capsys, ["run", "student", "--profile", "smoke", "--out", str(tmp_path / "b"), *narrow],
+                    "lower data.n_train")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "student").exists()

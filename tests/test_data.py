@@ -5,7 +5,7 @@ import json
 import datasets
 import pytest
 
-from r3kit.data import DataConfig, load_split
+from r3kit.data import DataConfig, check_splits, load_split
 from r3kit.data import countdown as cd
 from r3kit.data import function_calling as fc
 from r3kit.tasks import get_task
@@ -111,7 +111,7 @@ def test_a_gated_dataset_says_what_to_do(monkeypatch, kind, tmp_path):
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import GatedRepoError
 
-    from r3kit.data import DataConfig, load_split
+    from r3kit.data import DataConfig, check_splits, load_split
 
     hub_id = "Salesforce/xlam-function-calling-60k"
 
@@ -160,3 +160,15 @@ def test_file_splits_are_de_duplicated_by_problem_key(tmp_path):
     assert len(set(keys[2])) + len(keys[1]) + len(set(keys[0])) == 20  # every problem lands in exactly one split
     with pytest.raises(ValueError, match="distinct problems"):
         load_split(DataConfig(task="countdown", source=str(path), n_test=5, n_validation=30), "validation")
+
+
+def test_split_sizes_the_ranges_cannot_supply_are_named_before_any_split_is_read():
+    narrow = {"num_counts": [3], "min_num": 1, "max_num": 4, "min_target": 1, "max_target": 10}  # about 150 problems
+    check_splits(DataConfig(task="countdown", source="generate", n_train=40, n_test=40, n_validation=20,
+                            generator=narrow))
+    with pytest.raises(ValueError, match=r"n_train = 500 training problems besides the 60 held out .*lower data.n_train"):
+        check_splits(DataConfig(task="countdown", source="generate", n_train=500, n_test=40, n_validation=20,
+                                generator=narrow))
+    with pytest.raises(ValueError, match=r"n_test \+ n_validation = 600 held-out problems"):
+        check_splits(DataConfig(task="countdown", source="generate", n_train=10, n_test=500, n_validation=100,
+                                generator=narrow))

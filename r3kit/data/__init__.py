@@ -159,12 +159,21 @@ def load_split(cfg: DataConfig, split: str):
     source = source_for(cfg.task)
     if cfg.source == "generate":
         stream = (lambda name: {"stream": name}) if source.streams else (lambda name: {})
-        held = source.generate(cfg.n_test + cfg.n_validation, seed=2 * cfg.seed + 1, **cfg.generator, **stream("held_out"))
+        try:
+            held = source.generate(cfg.n_test + cfg.n_validation, seed=2 * cfg.seed + 1, **cfg.generator,
+                                   **stream("held_out"))
+        except ValueError as error:
+            raise ValueError(f"data: n_test + n_validation = {cfg.n_test + cfg.n_validation} held-out problems do not "
+                             f"fit data.generator {cfg.generator}: {error}") from None
         if split != "train":
             return datasets.Dataset.from_list(held[: cfg.n_test] if split == "test" else held[cfg.n_test :])
         held_out = {source.key(row) for row in held}
         want = cfg.n_train if cfg.n_train is not None else 20_000
-        pool = source.generate(want + len(held), seed=2 * cfg.seed, **cfg.generator, **stream("train"))
+        try:
+            pool = source.generate(want + len(held), seed=2 * cfg.seed, **cfg.generator, **stream("train"))
+        except ValueError as error:
+            raise ValueError(f"data: n_train = {want} training problems besides the {len(held)} held out do not fit "
+                             f"data.generator {cfg.generator} ({error}): lower data.n_train or widen the ranges") from None
         train = [row for row in pool if source.key(row) not in held_out][:want]
         return datasets.Dataset.from_list(train)
     if cfg.source == "hub":
@@ -174,6 +183,17 @@ def load_split(cfg: DataConfig, split: str):
     else:
         full = _project(_read_file(cfg.source), source.columns, cfg.source)
     return split_rows(full.shuffle(seed=cfg.seed), cfg, source.key, split, origin=cfg.source)
+
+
+def check_splits(cfg: DataConfig) -> None:
+    """Make every split of generated rows once (seconds, offline), so that sizes the generator's ranges cannot
+    supply stop a run before its first expensive stage rather than at the stage that first reads the split.
+    Rows from a file or the hub are checked where they load."""
+    if cfg.source != "generate":
+        return
+    for split in SPLITS:
+        if split != "validation" or cfg.n_validation:
+            load_split(cfg, split)
 
 
 def split_rows(full, cfg: DataConfig, key: Callable[[dict], Any], split: str, origin: str = "the rows"):

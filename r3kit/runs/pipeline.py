@@ -41,7 +41,7 @@ from r3kit.core.arms import ARMS, VARIANTS, evaluation_name, parse_which, varian
 from r3kit.core.episodes import EpisodeConfig, check_context, episode_prompt, first_attempts
 from r3kit.core.mining import load_failures, mine_failures
 from r3kit.core.trainer import check_processes, checkpoints, train
-from r3kit.data import load_split, source_for
+from r3kit.data import check_splits, load_split, source_for
 from r3kit.eval import forgetting
 from r3kit.eval.evaluate import (
     evaluate,
@@ -169,6 +169,7 @@ def student_stage(run: RunConfig) -> dict:
 
     if run.student is None:
         raise ValueError(f"profile {run.profile!r} has no student section: its model is {run.model.name}")
+    check_splits(run.data)  # the later stages' splits, before the SFT rather than after it
     exclude = held_out_keys(run)
     done = run.run_dir / "student.json"
     if done.exists() and (run.run_dir / "student" / "model.safetensors").exists():
@@ -541,6 +542,7 @@ def run_all(run: RunConfig, log=print) -> list[str]:
     d = run.run_dir
     if run.forgetting is not None:  # before the first stage, not after training
         require_harness()
+    check_splits(run.data)
 
     def evaluated(which):  # the run's metrics.json gets `which` last, when the whole evaluation is written
         return lambda: (d / "metrics.json").exists() and which in read_json(d / "metrics.json")

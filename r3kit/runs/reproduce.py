@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from r3kit.data import check_splits
 from r3kit.eval.forgetting import require_harness
 from r3kit.infra.errors import MissingPackage, NotebookFailed, UserError, did_you_mean
 from r3kit.infra.io import checkout_root, make_portable, read_json, write_json
@@ -147,7 +148,8 @@ def require_kernel(kernel: str) -> None:
 
 def preflight(run: RunConfig, steps: list, notebooks_dir: Path, kernel: str) -> None:
     """Everything a run needs that can be checked before any file is touched: papermill, the kernel, the
-    notebooks, lm-eval where the profile runs the forgetting check, and a writable folder with room."""
+    notebooks, lm-eval where the profile runs the forgetting check, generated splits of the sizes asked for, and a
+    writable folder with room."""
     from importlib.util import find_spec
 
     if find_spec("papermill") is None:
@@ -159,6 +161,10 @@ def preflight(run: RunConfig, steps: list, notebooks_dir: Path, kernel: str) -> 
         raise UserError(f"notebooks not found in {notebooks_dir}: {missing}")
     if run.forgetting is not None:  # before the first notebook, not after training
         require_harness()
+    try:
+        check_splits(run.data)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     check_writable(run.run_dir)
 
 
