@@ -111,7 +111,7 @@ def test_a_gated_dataset_says_what_to_do(monkeypatch, kind, tmp_path):
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import GatedRepoError
 
-    from r3kit.data import DataConfig, check_splits, load_split
+    from r3kit.data import DataConfig, load_split
 
     hub_id = "Salesforce/xlam-function-calling-60k"
 

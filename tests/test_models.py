@@ -2,7 +2,14 @@
 
 import pytest
 
-from r3kit.models.loading import ModelConfig, attach_lora, build_char_tokenizer, built_once, load_model, resolve_model_path
+from r3kit.models.loading import (
+    ModelConfig,
+    attach_lora,
+    build_char_tokenizer,
+    built_once,
+    load_model,
+    resolve_model_path,
+)
 
 
 def test_char_tokenizer_round_trips_and_renders_chat_turns():
