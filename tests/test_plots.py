@@ -6,7 +6,7 @@ import re
 
 from r3kit.eval.evaluate import proportion
 from r3kit.infra.io import write_json, write_jsonl
-from r3kit.report.figures import all_figures, table_markdown, training_curves
+from r3kit.report.figures import all_figures, study_training_curves, table_markdown, training_curves
 
 
 def _entry(successes, n=200):
@@ -131,3 +131,13 @@ def test_the_conclusion_is_written_from_the_files_and_reads_the_gate_first(tmp_p
     assert "R3 − plain GRPO: second try: not yet measured" in text
     study["endpoints"]["r3 - grpo: second_try"] = {**difference, "n": 3, "p_t": None}  # identical differences: no spread
     assert "over 3 paired seeds" in study_conclusion(study) and "the t-test is undefined" in study_conclusion(study)
+
+
+def test_study_training_curves_average_each_arm_over_the_steps_every_seed_reached(tmp_path):
+    def log(rewards):
+        return [{"step": str(i + 1), "reward": str(r), "frac_zero_std": "0.5"} for i, r in enumerate(rewards)]
+
+    out = tmp_path / "study_training.png"
+    assert study_training_curves({"r3": [], "grpo": []}, out) is None and not out.exists()  # nothing trained yet
+    logs = {"r3": [log([0.1, 0.2, 0.3]), log([0.3, 0.4]), []], "grpo": [log([0.5, 0.5, 0.5])]}  # seeds cut short
+    assert study_training_curves(logs, out) == out and out.stat().st_size > 0

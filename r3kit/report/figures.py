@@ -18,6 +18,10 @@
     forgetting.md / forgetting.png  (runs with forgetting.json) each lm-eval benchmark: every model's score with
                               +-1.96 lm-eval standard errors, and each trained model minus vanilla, paired per item,
                               with its 95% t interval
+A study's figures (runs/study.py draws them from study.json and the training logs):
+    study_seeds.png           every training seed as a dot, per arm and measure, with mean +- sd
+    study_differences.png     paired-by-seed differences with their 95% t intervals, declared endpoints first
+    study_training.png        each arm's reward and groups with no signal per step, every seed and their mean
 
 Every model and every retry condition has one name and one colour in all of them (report/palette.py).
 Figures are drawn with matplotlib's object API (a Figure, never pyplot's global state or a backend switch), so
@@ -432,6 +436,42 @@ def study_seeds(study: dict, out: Path) -> Path | None:
     fig.suptitle(f"Each dot is one training seed ({len(study['seeds_evaluated'])} seeds, {len(students)} students); "
                  f"bar: mean ± sd; weights chosen on the {study['selection']}", fontsize=10)
     return _save(fig, out)
+
+
+def study_training_curves(logs: dict[str, list[list[dict]]], out: Path) -> Path | None:
+    """Each arm's training across the study's seeds (logs: arm -> one log.csv's rows per seed): the success of
+    the turn it rewards, and the GRPO groups that carried no signal; thin: one seed, thick: the mean over seeds
+    (10-step mean)."""
+    logs = {arm: runs for arm, runs in logs.items() if runs}
+    if not logs:
+        return None
+    panels = [("reward", "success of the rewarded turn (reward)"), ("frac_zero_std", "GRPO groups with no signal")]
+    fig, axes = _subplots(1, 2, figsize=(10.5, 4))
+    for (column, title), ax in zip(panels, axes):
+        for arm, runs in logs.items():
+            curves = [{int(r["step"]): float(r[column]) for r in rows if r.get(column) not in ("", None)} for rows in runs]
+            curves = [curve for curve in curves if curve]
+            if not curves:
+                continue
+            for curve in curves:
+                ax.plot(list(curve), list(curve.values()), color=palette.colour(arm), alpha=0.2, lw=0.8)
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            mean = [sum(c[s] for c in curves) / len(curves) for s in steps]
+            ax.plot(steps, _smooth(mean), color=palette.colour(arm), lw=2.2,
+                    label=f"{palette.name(arm, rewards=True)} ({len(curves)} seeds)")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=len(labels), frameon=False)
+    fig.suptitle("Training on mined failures, every seed (thin: one seed per step; thick: mean over seeds, 10-step mean)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
 
 
 def study_differences(study: dict, out: Path) -> Path | None:

@@ -19,6 +19,7 @@ split only scores the chosen weights (and the last ones, reported beside them).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -264,12 +265,28 @@ def table_markdown(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_logs(run) -> dict[str, list[list[dict]]]:
+    """Each arm's training log (log.csv rows), one per training seed that finished (summary.json written), in
+    seed order."""
+    logs: dict[str, list[list[dict]]] = {arm: [] for arm in run.study.arms}
+    for seed in run.study.seeds:
+        folder = run.run_dir / f"student-{run.study.student_of(seed)}" / "train"
+        for arm in logs:
+            path = folder / variant_name(arm, seed) / "log.csv"
+            if (path.parent / "summary.json").exists():
+                with open(path) as handle:
+                    logs[arm].append(list(csv.DictReader(handle)))
+    return logs
+
+
 def figures(run) -> list[Path]:
-    """study_seeds.png (every seed as a dot, per arm and measure) and study_differences.png (paired
-    differences with their intervals), from study.json."""
+    """study_seeds.png (every seed as a dot, per arm and measure), study_differences.png (paired differences
+    with their intervals), from study.json, and study_training.png (each arm's reward and signal per step,
+    every seed), from the training logs."""
     from r3kit.report import figures as plots  # matplotlib: only where a study draws its figures
 
     study = read_json(run.run_dir / "study.json")
     out = run.run_dir / "figures"
     return [p for p in (plots.study_seeds(study, out / "study_seeds.png"),
-                        plots.study_differences(study, out / "study_differences.png")) if p is not None]
+                        plots.study_differences(study, out / "study_differences.png"),
+                        plots.study_training_curves(training_logs(run), out / "study_training.png")) if p is not None]
