@@ -34,7 +34,7 @@ def _noise(path: Path) -> list[str]:
 
 
 def test_the_shipped_runs_are_found():
-    assert {p.name for p in RUNS} >= {"cpu-demo", "cpu-study"}
+    assert {p.name for p in RUNS} >= {"cpu-demo", "cpu-study", "cpu-exhaustive-study"}
 
 
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
@@ -45,7 +45,7 @@ def test_a_shipped_run_s_notebooks_hold_no_stderr_and_no_error(run, request):
     assert not noise, f"{run.name}: {sum(map(len, noise.values()))} noisy outputs: {noise}"
 
 
-@pytest.mark.parametrize("profile", ["cpu-demo"])
+@pytest.mark.parametrize("profile", ["cpu-demo", "cpu-exhaustive-study"])
 def test_a_shipped_student_is_the_one_its_profile_trains(profile):
     from r3kit.infra.io import read_json
     from r3kit.runs.pipeline import held_out_keys
