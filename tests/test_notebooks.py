@@ -2,6 +2,9 @@
 
 import ast
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -54,13 +57,31 @@ def test_reproduce_plan_covers_every_numbered_notebook():
     assert [own for _, own, _ in study[:-1]] == [{"student": 0}, {"student": 1}]  # one notebook per student, then 07
 
 
-@pytest.mark.slow
-def test_smoke_profile_end_to_end_through_papermill(tmp_path, capfd):
-    from r3kit.runs.reproduce import reproduce
+def plain_install(tmp_path) -> dict:
+    """The environment of a plain `pip install r3kit` (a built wheel, not the checkout), to run from elsewhere."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                    str(root)], check=True)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    str(next(tmp_path.glob("r3kit-*.whl")))], check=True)
+    return {**os.environ, "PYTHONPATH": str(site)}
 
-    run_dir = tmp_path / "smoke"
-    manifest = reproduce("smoke", run_dir)
-    assert "without encryption" not in capfd.readouterr().err  # the kernels' sockets are encrypted
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end_through_papermill_from_a_plain_install(tmp_path):
+    env = plain_install(tmp_path)
+    work = tmp_path / "elsewhere"  # outside the checkout: the notebooks come from the installed package
+    work.mkdir()
+    where = subprocess.run([sys.executable, "-c", "import r3kit; print(r3kit.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(env["PYTHONPATH"])
+    out = subprocess.run([sys.executable, "-m", "r3kit.cli", "reproduce", "--profile", "smoke"], cwd=work, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted
+    run_dir = work / "results" / "smoke"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [entry["status"] for entry in manifest["notebooks"]] == ["ok"] * len(plan(resolve("smoke", run_dir)))
     assert manifest["versions"]["trl"] == "1.15.0" and manifest["machine"]["cpus"] >= 1
     assert set(manifest["parameters"]) >= {"model", "data", "train", "control", "evaluate", "mine", "student"}
@@ -192,6 +213,7 @@ def test_a_gated_dataset_in_the_child_kernel_stops_the_run_with_what_to_do(tmp_p
 @pytest.mark.slow
 def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_seed(tmp_path):
     from r3kit.runs.reproduce import reproduce
+    from r3kit.runs.study import training_logs
 
     run_dir = tmp_path / "study"
     run = resolve("smoke-study", run_dir)
@@ -225,8 +247,11 @@ def test_smoke_study_through_papermill_selects_on_validation_and_pairs_arms_by_s
             config = json.loads((folder / "train" / name / "config.json").read_text())["train"]
             assert config["seed"] == seed and config["steps"] == run.train.steps
             assert config["reward_target"] == {"r3": "reflection", "grpo": "attempt", "retry_control": "retry"}[arm]
-    for name in ("study_seeds.png", "study_differences.png"):
+    for name in ("study_seeds.png", "study_differences.png", "study_training.png"):
         assert (run_dir / "figures" / name).stat().st_size > 0
+    logs = training_logs(run)  # what study_training.png draws: every arm's log for every seed
+    assert {arm: len(runs) for arm, runs in logs.items()} == {"r3": 3, "grpo": 3, "retry_control": 3}
+    assert all([int(r["step"]) for r in rows] == list(range(1, run.train.steps + 1)) for runs in logs.values() for rows in runs)
     assert "r3 - grpo: second_try" in study["differences"]
     # the endpoints the profile declared lead the table, right after the preconditions
     assert list(study["endpoints"]) == ["r3 - vanilla: frozen_retrier", "r3 - grpo: second_try"]
