@@ -47,7 +47,7 @@ def summary() -> dict:
     return read_json(FOLDER / "student.json")
 
 
-def vanilla_identity(run) -> dict:
+def vanilla_identity(run, student_loss: float) -> dict:
     """What vanilla's test transcripts depend on: the student (its final SFT loss), the model settings but its
     folder, the evaluation and prompt settings, and the test rows (a SHA-256 of them)."""
     import dataclasses
@@ -59,7 +59,7 @@ def vanilla_identity(run) -> dict:
     rows = json.dumps([dict(row) for row in _test_rows(run)], sort_keys=True, default=str)
     model = {k: v for k, v in dataclasses.asdict(run.model).items() if k != "name"}  # the run folder's student
     return json.loads(json.dumps({
-        "student_final_loss": summary()["final_loss"], "task": run.task, "prompt_style": run.prompt_style,
+        "student_final_loss": student_loss, "task": run.task, "prompt_style": run.prompt_style,
         "model": model, "evaluate": dataclasses.asdict(run.evaluate),
         "test_rows": hashlib.sha256(rows.encode()).hexdigest()}, default=str))
 
@@ -74,7 +74,7 @@ def matches(run) -> tuple[bool, dict, dict]:
     recorded = FOLDER / "vanilla.json"
     shipped = {"student": recorded_identity(summary()), "vanilla": read_json(recorded) if recorded.exists() else None}
     wanted = {"student": training_identity(run.student, run.task, run.data.generator, held_out_keys(run)),
-              "vanilla": vanilla_identity(run)}
+              "vanilla": vanilla_identity(run, summary()["final_loss"])}
     return shipped == wanted, shipped, wanted
 
 
@@ -90,7 +90,7 @@ def install(run_dir: Path) -> None:
 
 
 def build() -> None:
-    from r3kit.infra.io import write_json
+    from r3kit.infra.io import read_json, write_json
     from r3kit.runs.pipeline import evaluate_stage, held_out_keys, student_stage
     from r3kit.student.countdown import recorded_identity, training_identity
 
@@ -109,7 +109,7 @@ def build() -> None:
         with open(Path(tmp) / "eval" / "vanilla" / "transcripts.jsonl", "rb") as source, \
                 gzip.GzipFile(staged / VANILLA.name, "wb", mtime=0) as target:
             shutil.copyfileobj(source, target)
-        write_json(staged / "vanilla.json", vanilla_identity(run))
+        write_json(staged / "vanilla.json", vanilla_identity(run, read_json(staged / "student.json")["final_loss"]))
         if FOLDER.exists():
             shutil.rmtree(FOLDER)
         shutil.copytree(staged, FOLDER)
